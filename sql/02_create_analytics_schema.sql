@@ -1,0 +1,124 @@
+-- UC-OP-02 Store Performance Anomaly Detection: analytics schema.
+-- For MySQL 8 and MariaDB 10.11. Run it in the analytics database (`test` by default):
+--   store-anomaly init-db          (idempotent; applies this file)
+-- The code's own definitions live in store_anomaly_assets/storage/schema.py;
+-- store_anomaly_tests/test_schema.py proves the two agree.
+
+CREATE TABLE IF NOT EXISTS store_kpi_daily (
+    store_id                  BIGINT        NOT NULL,
+    metric_date               DATE          NOT NULL,
+    store_name                VARCHAR(128)  NULL,
+    revenue                   DECIMAL(14,2) NULL,
+    order_count               INT           NULL,
+    aov                       DOUBLE        NULL,
+    production_count          INT           NULL,
+    avg_production_seconds    DOUBLE        NULL,
+    scheduled_hours           DECIMAL(10,2) NULL,
+    headcount                 INT           NULL,
+    inspection_count          INT           NULL,
+    inspection_score          DOUBLE        NULL,
+    orders_per_labor_hour     DOUBLE        NULL,
+    revenue_per_labor_hour    DOUBLE        NULL,
+    production_per_labor_hour DOUBLE        NULL,
+    run_id                    VARCHAR(64)   NULL,
+    updated_at                DATETIME      NULL,
+    PRIMARY KEY (store_id, metric_date),
+    KEY idx_kpi_metric_date (metric_date)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE TABLE IF NOT EXISTS store_anomaly_scores (
+    store_id       BIGINT       NOT NULL,
+    metric_date    DATE         NOT NULL,
+    metric_name    VARCHAR(64)  NOT NULL,
+    store_name     VARCHAR(128) NULL,
+    metric_value   DOUBLE       NULL,
+    baseline_mean  DOUBLE       NULL,
+    baseline_std   DOUBLE       NULL,
+    baseline_n     INT          NULL,
+    dow_factor     DOUBLE       NULL,
+    z_score        DOUBLE       NULL,
+    cl             DOUBLE       NULL,
+    ucl_2s         DOUBLE       NULL,
+    lcl_2s         DOUBLE       NULL,
+    ucl_3s         DOUBLE       NULL,
+    lcl_3s         DOUBLE       NULL,
+    we_rule_1      BOOLEAN      NOT NULL DEFAULT FALSE,
+    we_rule_2      BOOLEAN      NOT NULL DEFAULT FALSE,
+    we_rule_3      BOOLEAN      NOT NULL DEFAULT FALSE,
+    we_rule_4      BOOLEAN      NOT NULL DEFAULT FALSE,
+    we_rule_5      BOOLEAN      NOT NULL DEFAULT FALSE,
+    rules_violated VARCHAR(64)  NULL,
+    severity       VARCHAR(16)  NULL,
+    run_id         VARCHAR(64)  NULL,
+    updated_at     DATETIME     NULL,
+    PRIMARY KEY (store_id, metric_date, metric_name),
+    KEY idx_scores_metric_date (metric_date)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE TABLE IF NOT EXISTS store_health_scores (
+    store_id         BIGINT       NOT NULL,
+    metric_date      DATE         NOT NULL,
+    store_name       VARCHAR(128) NULL,
+    sales_score      DOUBLE       NULL,
+    operations_score DOUBLE       NULL,
+    staffing_score   DOUBLE       NULL,
+    quality_score    DOUBLE       NULL,
+    health_score     DOUBLE       NULL,
+    health_status    VARCHAR(20)  NOT NULL,
+    dimensions_used  VARCHAR(64)  NULL,
+    run_id           VARCHAR(64)  NULL,
+    updated_at       DATETIME     NULL,
+    PRIMARY KEY (store_id, metric_date),
+    KEY idx_health_metric_date (metric_date)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE TABLE IF NOT EXISTS store_anomaly_alerts (
+    id                    BIGINT        NOT NULL AUTO_INCREMENT,
+    store_id              BIGINT        NOT NULL,
+    alert_date            DATE          NOT NULL,
+    metric_name           VARCHAR(64)   NOT NULL,
+    store_name            VARCHAR(128)  NULL,
+    severity              VARCHAR(16)   NOT NULL,
+    metric_value          DOUBLE        NULL,
+    expected_value        DOUBLE        NULL,
+    z_score               DOUBLE        NULL,
+    rules_violated        VARCHAR(64)   NULL,
+    scope                 VARCHAR(16)   NOT NULL DEFAULT 'STORE',
+    impact_usd            DECIMAL(14,2) NULL,
+    description_en        TEXT          NULL,
+    description_zh        TEXT          NULL,
+    recommended_action    TEXT          NULL,
+    recommended_action_zh TEXT          NULL,
+    acknowledged          BOOLEAN       NOT NULL DEFAULT FALSE,
+    acknowledged_by       VARCHAR(128)  NULL,
+    acknowledged_at       DATETIME      NULL,
+    ack_note              TEXT          NULL,
+    notified_at           DATETIME      NULL,
+    created_at            DATETIME      NULL,
+    run_id                VARCHAR(64)   NULL,
+    updated_at            DATETIME      NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_alert_store_date_metric (store_id, alert_date, metric_name),
+    KEY idx_alerts_alert_date (alert_date),
+    KEY idx_alerts_open (acknowledged, severity)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE TABLE IF NOT EXISTS store_anomaly_pipeline_log (
+    id               BIGINT       NOT NULL AUTO_INCREMENT,
+    run_id           VARCHAR(64)  NOT NULL,
+    run_date         DATE         NOT NULL,
+    partition_start  DATE         NULL,
+    partition_end    DATE         NULL,
+    step_number      INT          NOT NULL,
+    step_name        VARCHAR(64)  NOT NULL,
+    status           VARCHAR(16)  NOT NULL,
+    rows_affected    INT          NULL,
+    duration_seconds DOUBLE       NULL,
+    error_message    TEXT         NULL,
+    started_at       DATETIME     NULL,
+    finished_at      DATETIME     NULL,
+    updated_at       DATETIME     NULL,
+    PRIMARY KEY (id),
+    KEY idx_log_run_date (run_date),
+    KEY idx_log_run_id (run_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -1,0 +1,35 @@
+"""Assembles assets, checks, resources, jobs and schedules into the code location."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from store_anomaly_assets.assets import ALL_ASSETS
+from store_anomaly_assets.checks import ALL_CHECKS
+from store_anomaly_assets.jobs import store_anomaly_job
+from store_anomaly_assets.resources import (
+    AnomalySettings,
+    ExtractIOManager,
+    database_resources,
+)
+from store_anomaly_assets.schedules import daily_store_anomaly_schedule
+from store_anomaly_assets.settings import Settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """The code location for `settings` (the environment and `.env` by default)."""
+    settings = settings or Settings.from_env()
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[store_anomaly_job],
+        schedules=[daily_store_anomaly_schedule],
+        resources={
+            **database_resources(settings),
+            "anomaly_settings": AnomalySettings.from_settings(settings),
+            "extract_io_manager": ExtractIOManager(base_dir=str(settings.data_dir / "extracts")),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,216 @@
+"""Every setting the product reads, in one place.
+
+Values come from the process environment, then from a `.env` file in the working
+directory (the operational guide's convention), then from the defaults below. Dagster
+config can override the SPC settings per run (see `resources.AnomalySettings`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import load_dotenv
+
+# The six databases, keyed by the guide's environment prefixes. The value is the
+# default database name, which is also the embedded SQLite file name in demo mode.
+DATABASE_PREFIXES: dict[str, str] = {
+    "OPSHOP_": "luckyus_opshop",
+    "SALESORDER_": "luckyus_sales_order",
+    "OPPRODUCTION_": "luckyus_opproduction",
+    "OPEMPEFFICIENCY_": "luckyus_opempefficiency",
+    "OPQUALITYCONTROL_": "luckyus_opqualitycontrol",
+    "DBATEST_": "test",
+}
+SOURCE_PREFIXES = tuple(p for p in DATABASE_PREFIXES if p != "DBATEST_")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the product cannot use; the message names the setting."""
+
+
+def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
+    """Read `.env` without overriding what the environment already says."""
+    load_dotenv(path or Path.cwd() / ".env", override=False)
+
+
+def _get(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = _get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"setting {name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    raw = _get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"setting {name}={value} must be positive")
+    return value
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _get(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"setting {name}={raw!r} is not a boolean (use true or false)")
+
+
+def parse_store_ids(raw: str | None, setting: str = "ACTIVE_STORES") -> tuple[int, ...]:
+    """Parse an allow-list such as `1127, 1128` (empty means every active store)."""
+    if raw is None or raw.strip() == "":
+        return ()
+    ids = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            ids.append(int(part))
+        except ValueError:
+            raise SettingsError(f"setting {setting}: {part!r} is not a store id") from None
+    return tuple(sorted(set(ids)))
+
+
+@dataclass(frozen=True)
+class SpcSettings:
+    """The guide's tunable SPC constants."""
+
+    rolling_window: int = 28
+    sigma_warning: float = 2.0
+    sigma_critical: float = 3.0
+    dow_weeks: int = 8
+    # Inspections are sparse, so they get the guide's thresholds instead of SPC.
+    inspection_critical: float = 70.0
+    inspection_warning: float = 80.0
+    # Health takes the latest inspection within this many days as the quality dimension.
+    quality_lookback_days: int = 30
+
+    def __post_init__(self) -> None:
+        if self.sigma_warning >= self.sigma_critical:
+            raise SettingsError(
+                f"SIGMA_WARNING ({self.sigma_warning}) must be below "
+                f"SIGMA_CRITICAL ({self.sigma_critical})"
+            )
+        if self.rolling_window < 2:
+            raise SettingsError(f"ROLLING_WINDOW ({self.rolling_window}) must be at least 2")
+
+    @property
+    def min_baseline_values(self) -> int:
+        """Fewest baseline values for a score: 20 of the guide's 28 (same share otherwise)."""
+        return max(2, round(self.rolling_window * 20 / 28))
+
+    @property
+    def history_days(self) -> int:
+        """Days of KPI history one day's score and rules need.
+
+        The day-of-week factor of each baseline day looks `dow_weeks` weeks further back,
+        and WE4/WE5 look 8 days back on the z series.
+        """
+        return self.rolling_window + 7 * self.dow_weeks + 10
+
+    @classmethod
+    def from_env(cls) -> SpcSettings:
+        return cls(
+            rolling_window=_int("ROLLING_WINDOW", 28, minimum=2),
+            sigma_warning=_float("SIGMA_WARNING", 2.0),
+            sigma_critical=_float("SIGMA_CRITICAL", 3.0),
+            dow_weeks=_int("DOW_WEEKS", 8),
+        )
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """One database's connection; a blank host means the embedded SQLite file."""
+
+    prefix: str
+    host: str | None
+    port: int
+    user: str | None
+    password: str | None = field(repr=False)
+    database: str
+
+    @property
+    def configured(self) -> bool:
+        return self.host is not None
+
+    @classmethod
+    def from_env(cls, prefix: str) -> DatabaseSettings:
+        return cls(
+            prefix=prefix,
+            host=_get(f"{prefix}HOST"),
+            port=_int(f"{prefix}PORT", 3306),
+            user=_get(f"{prefix}USER", "root"),
+            password=_get(f"{prefix}PASS", ""),
+            database=_get(f"{prefix}DB", DATABASE_PREFIXES[prefix]) or DATABASE_PREFIXES[prefix],
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    partition_start: date
+    business_timezone: str
+    lookback_days: int
+    active_stores: tuple[int, ...]
+    data_dir: Path
+    schedule_enabled: bool
+    spc: SpcSettings
+
+    @property
+    def databases(self) -> dict[str, DatabaseSettings]:
+        return {prefix: DatabaseSettings.from_env(prefix) for prefix in DATABASE_PREFIXES}
+
+    @property
+    def embedded(self) -> bool:
+        """True when no database host is configured: the SQLite demo chain."""
+        return not any(db.configured for db in self.databases.values())
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        load_env_file()
+        raw_start = _get("PARTITION_START_DATE", "2025-07-01")
+        try:
+            start = date.fromisoformat(raw_start)
+        except ValueError:
+            raise SettingsError(
+                f"setting PARTITION_START_DATE={raw_start!r} is not a YYYY-MM-DD date"
+            ) from None
+        timezone = _get("BUSINESS_TIMEZONE", "America/New_York")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"setting BUSINESS_TIMEZONE={timezone!r} is not an IANA time zone"
+            ) from None
+        return cls(
+            partition_start=start,
+            business_timezone=timezone,
+            lookback_days=_int("LOOKBACK_DAYS", 3, minimum=0),
+            active_stores=parse_store_ids(_get("ACTIVE_STORES")),
+            data_dir=Path(_get("STORE_ANOMALY_DATA_DIR", ".store_anomaly")).absolute(),
+            schedule_enabled=_bool("DAILY_SCHEDULE_ENABLED", True),
+            spc=SpcSettings.from_env(),
+        )

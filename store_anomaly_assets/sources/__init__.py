@@ -1,0 +1,1 @@
+"""Source databases: their reference schemas, the extraction queries, a synthetic chain."""

@@ -1,0 +1,1 @@
+"""Pure polars statistics: KPIs, SPC, health and alerts. No Dagster, no database."""

@@ -1,0 +1,182 @@
+"""Step 10: tiered, bilingual alerts from the day's scores.
+
+One alert per store, day and metric at the highest severity. Scope is NETWORK when at
+least two stores, and at least half of the stores scored on that metric that day, alert
+together: a chain-wide pattern (weather, a holiday, a source outage) is a different
+investigation from one store's problem. Texts follow the guide's alert response protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from store_anomaly_assets.stats.spc import METRICS
+
+ALERT_COLUMNS = [
+    "store_id", "alert_date", "metric_name", "store_name", "severity", "metric_value",
+    "expected_value", "z_score", "rules_violated", "scope", "impact_usd", "description_en",
+    "description_zh", "recommended_action", "recommended_action_zh",
+]
+SEVERITY_ORDER = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
+
+
+@dataclass(frozen=True)
+class Label:
+    en: str
+    zh: str
+    unit: str  # "usd", "count", "seconds", "hours", "ratio", "points"
+
+
+LABELS: dict[str, Label] = {
+    "revenue": Label("Revenue", "营业额", "usd"),
+    "order_count": Label("Order count", "订单量", "count"),
+    "aov": Label("Average order value", "客单价", "usd"),
+    "production_count": Label("Drinks produced", "出品数量", "count"),
+    "avg_production_seconds": Label("Average production time", "平均出品时长", "seconds"),
+    "scheduled_hours": Label("Scheduled labor hours", "排班工时", "hours"),
+    "headcount": Label("Staff on schedule", "排班人数", "count"),
+    "orders_per_labor_hour": Label("Orders per labor hour", "人时订单数", "ratio"),
+    "revenue_per_labor_hour": Label("Revenue per labor hour", "人时营业额", "usd"),
+    "inspection_score": Label("Quality inspection score", "质检得分", "points"),
+}
+RULE_WORDS: dict[str, tuple[str, str]] = {
+    "WE1": ("one day beyond 3σ (WE1)", "单日超出3σ（WE1）"),
+    "WE2": ("2 of the last 3 days beyond 2σ (WE2)", "近3天中有2天超出2σ（WE2）"),
+    "WE3": ("4 of the last 5 days beyond 1σ (WE3)", "近5天中有4天超出1σ（WE3）"),
+    "WE4": (
+        "8 days in a row on one side of the centre line (WE4)",
+        "连续8天位于中心线同一侧（WE4）",
+    ),
+    "WE5": ("6 days in a row each worse than the day before (WE5)", "连续6天逐日恶化（WE5）"),
+}
+WEEKDAYS = [
+    ("Monday", "周一"), ("Tuesday", "周二"), ("Wednesday", "周三"), ("Thursday", "周四"),
+    ("Friday", "周五"), ("Saturday", "周六"), ("Sunday", "周日"),
+]
+
+# The guide's alert response protocol, with the checks that fit each dimension.
+_RESPONSE = {
+    "CRITICAL": (
+        "Same day: investigate immediately. Verify the data first, then {check}. Identify the "
+        "root cause, escalate to the regional manager, and acknowledge with notes.",
+        "当日处理：立即调查。先核实数据，再{check}。找出根本原因，上报区域经理，并在系统中确认并备注。",
+    ),
+    "WARNING": (
+        "Within 48 hours: review the metric's trend and {check}. Schedule a follow-up with the "
+        "store.",
+        "48小时内：查看该指标趋势并{check}。与门店安排跟进。",
+    ),
+    "INFO": (
+        "Weekly review: monitor during the regular dashboard review and note it in the weekly "
+        "report.",
+        "每周复盘：在例行看板复盘中关注，并记入周报。",
+    ),
+}
+_CHECKS = {
+    "sales": (
+        "check operational factors (equipment, staffing, menu changes), external factors "
+        "(weather, construction, competitors) and whether a new store opened nearby",
+        "检查运营因素（设备、人员、菜单调整）、外部因素（天气、施工、竞争对手）以及附近是否有新店开业",
+    ),
+    "operations": (
+        "check equipment downtime, bar staffing and product mix",
+        "检查设备故障、吧台人手和产品结构",
+    ),
+    "staffing": (
+        "check the schedule for gaps, call-outs and overtime against demand",
+        "检查排班缺口、临时缺勤以及工时与客流是否匹配",
+    ),
+    "quality": (
+        "review the failed inspection items with the store manager and schedule a re-inspection",
+        "与店长复核不合格项并安排复检",
+    ),
+}
+
+
+def _format(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "usd":
+        return f"${value:,.2f}"
+    if unit == "seconds":
+        return f"{value:,.0f} s"
+    if unit == "hours":
+        return f"{value:,.1f} h"
+    if unit == "count":
+        return f"{value:,.0f}"
+    return f"{value:,.2f}"
+
+
+def describe(row: dict) -> tuple[str, str]:
+    """The English and Chinese description of one alert row."""
+    label = LABELS[row["metric_name"]]
+    day = row["alert_date"]
+    weekday_en, weekday_zh = WEEKDAYS[day.weekday()]
+    value, expected = row["metric_value"], row["expected_value"]
+    value_s, expected_s = _format(value, label.unit), _format(expected, label.unit)
+    rules = [r for r in (row["rules_violated"] or "").split(",") if r]
+    rules_en = "; ".join(RULE_WORDS[r][0] if r in RULE_WORDS else r for r in rules)
+    rules_zh = "；".join(RULE_WORDS[r][1] if r in RULE_WORDS else r for r in rules)
+    if row["metric_name"] == "inspection_score":
+        threshold = rules_en.replace("SCORE<", "")
+        en = (f"{label.en} was {value_s} on {weekday_en} {day}, "
+              f"below the {threshold}-point threshold.")
+        zh = f"{day}（{weekday_zh}）{label.zh}为 {value_s}，低于 {threshold} 分阈值。"
+        return en, zh
+    gap = (value - expected) / expected * 100 if expected else None
+    gap_en = (f"{abs(gap):.1f}% {'below' if gap < 0 else 'above'} the expected {expected_s} "
+              f"for a {weekday_en}") if gap is not None else f"expected {expected_s}"
+    gap_zh = (f"比{weekday_zh}预期值 {expected_s} {'低' if gap < 0 else '高'} {abs(gap):.1f}%"
+              if gap is not None else f"预期值 {expected_s}")
+    z = row["z_score"]
+    z_s = f"z = {z:+.2f}" if z is not None else "z n/a"
+    en = f"{label.en} was {value_s} on {weekday_en} {day}, {gap_en} ({z_s}). Rules: {rules_en}."
+    zh = f"{day}（{weekday_zh}）{label.zh}为 {value_s}，{gap_zh}（{z_s}）。触发规则：{rules_zh}。"
+    return en, zh
+
+
+def recommend(severity: str, metric_name: str) -> tuple[str, str]:
+    """The guide's response for the severity, with the checks for the metric's dimension."""
+    check_en, check_zh = _CHECKS[METRICS[metric_name].dimension]
+    en, zh = _RESPONSE[severity]
+    return en.format(check=check_en), zh.format(check=check_zh)
+
+
+def build_alerts(scores: pl.DataFrame) -> pl.DataFrame:
+    """Alerts from scored rows (with `eligible`); only rows with a severity alert."""
+    day_metric = ["metric_date", "metric_name"]
+    scored = (pl.col("z_score").is_not_null()) | (
+        (pl.col("metric_name") == "inspection_score") & pl.col("eligible")
+    )
+    counts = scores.group_by(day_metric).agg(
+        scored.sum().alias("n_scored"), pl.col("severity").is_not_null().sum().alias("n_alerting")
+    )
+    alerts = (
+        scores.filter(pl.col("severity").is_not_null())
+        .join(counts, on=day_metric, how="left")
+        .with_columns(
+            scope=pl.when((pl.col("n_alerting") >= 2)
+                          & (2 * pl.col("n_alerting") >= pl.col("n_scored")))
+            .then(pl.lit("NETWORK")).otherwise(pl.lit("STORE")),
+            expected_value=pl.col("cl"),
+            # Revenue lost against the weekday's expectation; other metrics have no
+            # direct dollar value yet.
+            impact_usd=pl.when(pl.col("metric_name") == "revenue")
+            .then((pl.col("cl") - pl.col("metric_value")).round(2)),
+        )
+        .rename({"metric_date": "alert_date"})
+    )
+    if alerts.is_empty():
+        return pl.DataFrame(schema={c: alerts.schema.get(c, pl.String) for c in ALERT_COLUMNS})
+    texts = [describe(r) for r in alerts.select(
+        "metric_name", "alert_date", "metric_value", "expected_value", "rules_violated", "z_score"
+    ).iter_rows(named=True)]
+    actions = [recommend(s, m) for s, m in alerts.select("severity", "metric_name").iter_rows()]
+    return alerts.with_columns(
+        description_en=pl.Series([t[0] for t in texts], dtype=pl.String),
+        description_zh=pl.Series([t[1] for t in texts], dtype=pl.String),
+        recommended_action=pl.Series([a[0] for a in actions], dtype=pl.String),
+        recommended_action_zh=pl.Series([a[1] for a in actions], dtype=pl.String),
+    ).select(ALERT_COLUMNS).sort("alert_date", "store_id", "metric_name")

@@ -1,0 +1,1 @@
+"""The analytics database: table definitions and transactional writes."""

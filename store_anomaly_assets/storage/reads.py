@@ -1,0 +1,62 @@
+"""Reads of the analytics tables that the assets and the CLI share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import polars as pl
+import sqlalchemy as sa
+
+from store_anomaly_assets.stats.kpis import KPI_COLUMNS
+from store_anomaly_assets.stats.spc import SCORE_COLUMNS
+from store_anomaly_assets.storage.frames import read_frame
+from store_anomaly_assets.storage.schema import (
+    store_anomaly_scores,
+    store_kpi_daily,
+)
+
+_KPI_TYPES = {c: pl.Float64 for c in KPI_COLUMNS} | {
+    "store_id": pl.Int64, "metric_date": pl.Date, "store_name": pl.String,
+    "order_count": pl.Int64, "production_count": pl.Int64, "headcount": pl.Int64,
+    "inspection_count": pl.Int64,
+}
+_SCORE_TYPES = {c: pl.Float64 for c in SCORE_COLUMNS} | {
+    "store_id": pl.Int64, "metric_date": pl.Date, "metric_name": pl.String,
+    "store_name": pl.String, "baseline_n": pl.Int32, "rules_violated": pl.String,
+    "severity": pl.String, **{f"we_rule_{n}": pl.Boolean for n in range(1, 6)},
+}
+
+
+def read_kpis(
+    engine: sa.Engine, store_ids: Sequence[int], start: date, end: date,
+    columns: Sequence[str] = KPI_COLUMNS,
+) -> pl.DataFrame:
+    t = store_kpi_daily
+    query = sa.select(*[t.c[c] for c in columns]).where(
+        t.c.store_id.in_(list(store_ids)), t.c.metric_date.between(start, end)
+    ).order_by(t.c.store_id, t.c.metric_date)
+    return read_frame(engine, query, schema_overrides={c: _KPI_TYPES[c] for c in columns})
+
+
+def read_first_dates(engine: sa.Engine, store_ids: Sequence[int]) -> pl.DataFrame:
+    """Each store's first day with KPIs: the start of its history."""
+    t = store_kpi_daily
+    query = (
+        sa.select(t.c.store_id, sa.func.min(t.c.metric_date).label("first_date"))
+        .where(t.c.store_id.in_(list(store_ids)))
+        .group_by(t.c.store_id)
+    )
+    return read_frame(
+        engine, query, schema_overrides={"store_id": pl.Int64, "first_date": pl.Date}
+    )
+
+
+def read_scores(
+    engine: sa.Engine, store_ids: Sequence[int], start: date, end: date
+) -> pl.DataFrame:
+    t = store_anomaly_scores
+    query = sa.select(*[t.c[c] for c in SCORE_COLUMNS]).where(
+        t.c.store_id.in_(list(store_ids)), t.c.metric_date.between(start, end)
+    )
+    return read_frame(engine, query, schema_overrides=_SCORE_TYPES)

@@ -1,0 +1,150 @@
+"""The five analytics tables (DESIGN section 4), as SQLAlchemy Core.
+
+`sql/02_create_analytics_schema.sql` is the same schema for MySQL 8 and MariaDB 10.11;
+`store_anomaly_tests/test_schema.py` proves the two do not drift.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_Money = sa.Numeric(14, 2, asdecimal=False)
+_Float = sa.Double()
+
+
+def _audit() -> list[sa.Column]:
+    return [
+        sa.Column("run_id", sa.String(64)),
+        sa.Column("updated_at", sa.DateTime),
+    ]
+
+
+store_kpi_daily = sa.Table(
+    "store_kpi_daily",
+    metadata,
+    sa.Column("store_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("metric_date", sa.Date, primary_key=True),
+    sa.Column("store_name", sa.String(128)),
+    sa.Column("revenue", _Money),
+    sa.Column("order_count", sa.Integer),
+    sa.Column("aov", _Float),
+    sa.Column("production_count", sa.Integer),
+    sa.Column("avg_production_seconds", _Float),
+    sa.Column("scheduled_hours", sa.Numeric(10, 2, asdecimal=False)),
+    sa.Column("headcount", sa.Integer),
+    sa.Column("inspection_count", sa.Integer),
+    sa.Column("inspection_score", _Float),
+    sa.Column("orders_per_labor_hour", _Float),
+    sa.Column("revenue_per_labor_hour", _Float),
+    sa.Column("production_per_labor_hour", _Float),
+    *_audit(),
+    sa.Index("idx_kpi_metric_date", "metric_date"),
+)
+
+store_anomaly_scores = sa.Table(
+    "store_anomaly_scores",
+    metadata,
+    sa.Column("store_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("metric_date", sa.Date, primary_key=True),
+    sa.Column("metric_name", sa.String(64), primary_key=True),
+    sa.Column("store_name", sa.String(128)),
+    sa.Column("metric_value", _Float),
+    sa.Column("baseline_mean", _Float),
+    sa.Column("baseline_std", _Float),
+    sa.Column("baseline_n", sa.Integer),
+    sa.Column("dow_factor", _Float),
+    sa.Column("z_score", _Float),
+    sa.Column("cl", _Float),
+    sa.Column("ucl_2s", _Float),
+    sa.Column("lcl_2s", _Float),
+    sa.Column("ucl_3s", _Float),
+    sa.Column("lcl_3s", _Float),
+    *[
+        sa.Column(f"we_rule_{n}", sa.Boolean, nullable=False, server_default=sa.false())
+        for n in range(1, 6)
+    ],
+    sa.Column("rules_violated", sa.String(64)),
+    sa.Column("severity", sa.String(16)),
+    *_audit(),
+    sa.Index("idx_scores_metric_date", "metric_date"),
+)
+
+store_health_scores = sa.Table(
+    "store_health_scores",
+    metadata,
+    sa.Column("store_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("metric_date", sa.Date, primary_key=True),
+    sa.Column("store_name", sa.String(128)),
+    sa.Column("sales_score", _Float),
+    sa.Column("operations_score", _Float),
+    sa.Column("staffing_score", _Float),
+    sa.Column("quality_score", _Float),
+    sa.Column("health_score", _Float),
+    sa.Column("health_status", sa.String(20), nullable=False),
+    sa.Column("dimensions_used", sa.String(64)),
+    *_audit(),
+    sa.Index("idx_health_metric_date", "metric_date"),
+)
+
+store_anomaly_alerts = sa.Table(
+    "store_anomaly_alerts",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("store_id", sa.BigInteger, nullable=False),
+    sa.Column("alert_date", sa.Date, nullable=False),
+    sa.Column("metric_name", sa.String(64), nullable=False),
+    sa.Column("store_name", sa.String(128)),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("metric_value", _Float),
+    sa.Column("expected_value", _Float),
+    sa.Column("z_score", _Float),
+    sa.Column("rules_violated", sa.String(64)),
+    sa.Column("scope", sa.String(16), nullable=False, server_default="STORE"),
+    sa.Column("impact_usd", _Money),
+    sa.Column("description_en", sa.Text),
+    sa.Column("description_zh", sa.Text),
+    sa.Column("recommended_action", sa.Text),
+    sa.Column("recommended_action_zh", sa.Text),
+    sa.Column("acknowledged", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("acknowledged_by", sa.String(128)),
+    sa.Column("acknowledged_at", sa.DateTime),
+    sa.Column("ack_note", sa.Text),
+    sa.Column("notified_at", sa.DateTime),
+    sa.Column("created_at", sa.DateTime),
+    *_audit(),
+    sa.UniqueConstraint("store_id", "alert_date", "metric_name", name="uq_alert_store_date_metric"),
+    sa.Index("idx_alerts_alert_date", "alert_date"),
+    sa.Index("idx_alerts_open", "acknowledged", "severity"),
+)
+
+store_anomaly_pipeline_log = sa.Table(
+    "store_anomaly_pipeline_log",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("run_date", sa.Date, nullable=False),
+    sa.Column("partition_start", sa.Date),
+    sa.Column("partition_end", sa.Date),
+    sa.Column("step_number", sa.Integer, nullable=False),
+    sa.Column("step_name", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows_affected", sa.Integer),
+    sa.Column("duration_seconds", _Float),
+    sa.Column("error_message", sa.Text),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("updated_at", sa.DateTime),
+    sa.Index("idx_log_run_date", "run_date"),
+    sa.Index("idx_log_run_id", "run_id"),
+)
+
+ANALYTICS_TABLES = (
+    store_kpi_daily,
+    store_anomaly_scores,
+    store_health_scores,
+    store_anomaly_alerts,
+    store_anomaly_pipeline_log,
+)
