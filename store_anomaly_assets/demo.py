@@ -29,7 +29,7 @@ def source_engines(settings: Settings) -> dict[str, sa.Engine]:
 
 def load_demo_chain(settings: Settings, scale: float = 1.0) -> synthetic.SyntheticChain:
     chain = synthetic.generate(synthetic.default_chain(scale=scale))
-    synthetic.load_chain(chain, source_engines(settings))
+    synthetic.load_chain(chain, source_engines(settings), include_late=True)
     return chain
 
 

@@ -200,8 +200,10 @@ def store_anomaly_alerts(
     write_log_row(
         engine, context.run_id, start, end, 11, "SUCCESS", rows_affected=alerts.height,
     )
-    newest = alerts.filter(pl.col("alert_date") == end).sort("severity", "impact_usd",
-                                                              descending=[False, True])
+    newest = alerts.filter(pl.col("alert_date") == end).sort(
+        pl.col("severity").replace_strict(alert_stats.SEVERITY_ORDER), pl.col("impact_usd"),
+        descending=[False, True], nulls_last=True,
+    )
     return dg.MaterializeResult(
         metadata={
             "alerts": alerts.height,

@@ -73,6 +73,7 @@ _MENU_P = np.array([0.18, 0.12, 0.14, 0.10, 0.10, 0.09, 0.09, 0.07, 0.06, 0.05])
 _OPEN_S = 6.5 * 3600  # 06:30 local
 _CLOSE_S = 21.0 * 3600  # 21:00 local, last order before
 _US = 1_000_000
+_STATUS_P = (0.95, 0.03, 0.02)  # completed, cancelled, refunded
 _RAMP_DAYS = 14
 # The store's shift template by slot (local start hour, planned hours): openers first,
 # then mid and closing shifts. Days differ by how many slots are filled and by small
@@ -107,11 +108,11 @@ class StoreSpec:
     time_zone: str
     open_date: date | None
     shop_status: int  # 1 operating, 2 temporarily closed, 3 closed, 0 preparing
-    base_orders: float
-    weekday_profile: tuple[float, ...]
-    trend_per_day: float
+    base_orders: float  # mean completed orders per day at maturity, before seasonality
+    weekday_profile: tuple[float, ...]  # Mon..Sun multipliers
+    trend_per_day: float  # fractional growth per day since the period start
     base_production_seconds: float
-    staff_pool: int
+    staff_pool: int  # employees; ids dept_id * 1000 + 1..staff_pool
     close_date: date | None = None  # last trading day of a closed store
     shifts_per_day: float = 7.0
 
@@ -207,30 +208,30 @@ def default_chain(scale: float = 1.0, seed: int = 7) -> ChainSpec:
     ny, chi, la = "America/New_York", "America/Chicago", "America/Los_Angeles"
     stores = (
         _store(1101, "Midtown Manhattan", "曼哈顿中城店", "New York", "NY", "District A",
-               "East", ny, date(2023, 5, 12), 313, COMMUTER, 0.0003, 165, 16, 8.4),
+               "East", ny, date(2023, 5, 12), 297, COMMUTER, 0.0003, 165, 16, 8.4),
         _store(1102, "Wall Street", "华尔街店", "New York", "NY", "District A",
-               "East", ny, date(2023, 9, 1), 284, FINANCIAL, 0.0002, 150, 15, 8.0),
+               "East", ny, date(2023, 9, 1), 270, FINANCIAL, 0.0002, 150, 15, 8.0),
         _store(1103, "Brooklyn Heights", "布鲁克林高地店", "Brooklyn", "NY", "District B",
-               "East", ny, date(2024, 2, 20), 230, NEIGHBORHOOD, 0.0004, 185, 13, 7.3),
+               "East", ny, date(2024, 2, 20), 218, NEIGHBORHOOD, 0.0004, 185, 13, 7.3),
         _store(1104, "Newport Centre", "泽西城纽波特店", "Jersey City", "NJ", "District B",
-               "East", ny, date(2024, 4, 8), 250, MALL, 0.0001, 175, 14, 7.6),
+               "East", ny, date(2024, 4, 8), 237, MALL, 0.0001, 175, 14, 7.6),
         _store(1105, "Back Bay", "波士顿后湾店", "Boston", "MA", "District C",
-               "East", ny, date(2024, 6, 15), 240, COMMUTER, 0.0003, 160, 14, 7.5),
+               "East", ny, date(2024, 6, 15), 228, COMMUTER, 0.0003, 160, 14, 7.5),
         _store(1106, "Chicago Loop", "芝加哥卢普店", "Chicago", "IL", "District A",
-               "Central", chi, date(2024, 8, 30), 264, COMMUTER, 0.0002, 170, 15, 7.8),
+               "Central", chi, date(2024, 8, 30), 251, COMMUTER, 0.0002, 170, 15, 7.8),
         _store(1107, "Oakbrook Center", "橡树溪购物中心店", "Oak Brook", "IL", "District B",
-               "Central", chi, date(2024, 11, 1), 210, MALL, -0.0001, 190, 13, 7.1),
+               "Central", chi, date(2024, 11, 1), 200, MALL, -0.0001, 190, 13, 7.1),
         _store(1108, "Santa Monica Place", "圣莫尼卡广场店", "Santa Monica", "CA",
-               "District A", "West", la, date(2025, 1, 18), 220, MALL, 0.0005, 180, 13, 7.2),
+               "District A", "West", la, date(2025, 1, 18), 209, MALL, 0.0005, 180, 13, 7.2),
         _store(1109, "Center City", "费城中心城店", "Philadelphia", "PA", "District C",
-               "East", ny, date(2025, 10, 20), 215, BALANCED, 0.0002, 200, 13, 7.1),
+               "East", ny, date(2025, 10, 20), 204, BALANCED, 0.0002, 200, 13, 7.1),
         _store(1110, "Irvine Spectrum", "尔湾光谱中心店", "Irvine", "CA", "District B",
-               "West", la, date(2026, 1, 25), 190, MALL, 0.0, 210, 12, 6.8),
+               "West", la, date(2026, 1, 25), 180, MALL, 0.0, 210, 12, 6.8),
         _store(1111, "Hoboken Washington St", "霍博肯华盛顿街店", "Hoboken", "NJ",
-               "District B", "East", ny, date(2023, 3, 4), 175, NEIGHBORHOOD, -0.0008, 195,
+               "District B", "East", ny, date(2023, 3, 4), 166, NEIGHBORHOOD, -0.0008, 195,
                12, 6.6, status=3, close_date=date(2025, 12, 1)),
         _store(1112, "Flushing Main St", "法拉盛缅街店", "Queens", "NY", "District A",
-               "East", ny, date(2026, 3, 20), 200, BALANCED, 0.0, 180, 12, 6.5, status=0),
+               "East", ny, date(2026, 3, 20), 190, BALANCED, 0.0, 180, 12, 6.5, status=0),
     )  # fmt: skip
     anomalies = (
         Anomaly(1101, date(2025, 10, 8), 1, "sales_drop", 0.6),
@@ -358,9 +359,10 @@ def _store_orders(
     # An incident replaces the day's ordinary demand shock, so the injected drop is the
     # size the ground truth states (up to Poisson noise), not masked by a lucky day.
     noise = np.where(eff.sales < 1.0, 1.0, noise)
+    # base_orders counts completed orders; cancelled and refunded ones come on top.
     lam = (
-        store.base_orders * profile[weekday] * trend * ramp * holiday * eff.sales * noise
-        * spec.scale
+        store.base_orders / _STATUS_P[0] * profile[weekday] * trend * ramp * holiday
+        * eff.sales * noise * spec.scale
     )  # fmt: skip
     counts = r_days.poisson(lam)
     prod_day_factor = r_days.lognormal(-(_PROD_DAY_SIGMA**2) / 2, _PROD_DAY_SIGMA, len(days))
@@ -380,7 +382,7 @@ def _store_orders(
     local_us = (day_num[day_of] * 86400 + np.floor(tod).astype(np.int64)) * _US
     create_us = local_to_utc(_us_to_datetime(local_us), store.time_zone).cast(pl.Int64).to_numpy()
 
-    status = r.choice(np.array([1, 2, 3], dtype=np.int16), n, p=[0.95, 0.03, 0.02])
+    status = r.choice(np.array([1, 2, 3], dtype=np.int16), n, p=_STATUS_P)
     items = r.choice(np.array([1, 2, 3, 4], dtype=np.int32), n, p=[0.62, 0.25, 0.09, 0.04])
     per_item = r.lognormal(np.log(4.4) - 0.3**2 / 2, 0.3, n)
     pay = np.maximum(1.0, np.round(items * per_item, 2))

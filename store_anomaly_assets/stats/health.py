@@ -47,18 +47,19 @@ def latest_inspection(
         )
     found = (
         days.select("store_id", "metric_date")
-        .sort("metric_date")
+        .sort("store_id", "metric_date")
         .join_asof(
             inspections.select(
                 "store_id",
                 pl.col("metric_date").alias("inspected_on"),
                 pl.col("inspection_score").cast(pl.Float64).alias("quality_score"),
-            ).sort("inspected_on"),
+            ).sort("store_id", "inspected_on"),
             left_on="metric_date",
             right_on="inspected_on",
             by="store_id",
             strategy="backward",
             tolerance=timedelta(days=lookback_days),
+            check_sortedness=False,  # sorted by store, then date, just above
         )
     )
     return found.select("store_id", "metric_date", "quality_score")
