@@ -61,13 +61,13 @@ def store_kpi_daily(
 ) -> dg.MaterializeResult:
     start, end = partition_dates(context)
     engine = analytics.engine()
-    with logged_step(engine, context.run_id, start, end, 6) as step:
+    with logged_step(engine, context.run.run_id, start, end, 6) as step:
         frame = kpis.build_kpis(
             store_master, sales_extract, production_extract, staffing_extract, quality_extract
         )
         step.rows_affected = replace_range(
             engine, schema.store_kpi_daily, frame, start, end, _active_ids(store_master),
-            {"run_id": context.run_id, "updated_at": utcnow()},
+            {"run_id": context.run.run_id, "updated_at": utcnow()},
         )
     return dg.MaterializeResult(
         metadata={
@@ -95,7 +95,7 @@ def store_anomaly_scores(
     settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), _active_ids(
         store_master
     )
-    with logged_step(engine, context.run_id, start, end, 7) as step:
+    with logged_step(engine, context.run.run_id, start, end, 7) as step:
         history = reads.read_kpis(
             engine, store_ids, start - timedelta(days=settings.history_days), end
         )
@@ -105,7 +105,7 @@ def store_anomaly_scores(
         step.rows_affected = zscores.filter(
             pl.col("metric_date").is_between(start, end) & pl.col("z_score").is_not_null()
         ).height
-    with logged_step(engine, context.run_id, start, end, 8) as step:
+    with logged_step(engine, context.run.run_id, start, end, 8) as step:
         scored = pl.concat(
             [
                 spc.evaluate_rules(zscores, settings),
@@ -115,7 +115,7 @@ def store_anomaly_scores(
         ).filter(pl.col("metric_date").is_between(start, end))
         step.rows_affected = replace_range(
             engine, schema.store_anomaly_scores, scored, start, end, store_ids,
-            {"run_id": context.run_id, "updated_at": utcnow()},
+            {"run_id": context.run.run_id, "updated_at": utcnow()},
         )
     by_severity = scored.group_by("severity").len().drop_nulls("severity")
     return dg.MaterializeResult(
@@ -142,7 +142,7 @@ def store_health_scores(
     settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), _active_ids(
         store_master
     )
-    with logged_step(engine, context.run_id, start, end, 9) as step:
+    with logged_step(engine, context.run.run_id, start, end, 9) as step:
         days = reads.read_kpis(engine, store_ids, start, end, ["store_id", "metric_date",
                                                                 "store_name"])
         days = spc.with_eligibility(
@@ -156,7 +156,7 @@ def store_health_scores(
         frame = health.health_scores(days, scores, inspections, settings)
         step.rows_affected = replace_range(
             engine, schema.store_health_scores, frame, start, end, store_ids,
-            {"run_id": context.run_id, "updated_at": utcnow()},
+            {"run_id": context.run.run_id, "updated_at": utcnow()},
         )
     last_day = frame.filter(pl.col("metric_date") == end).sort("health_score", nulls_last=True)
     return dg.MaterializeResult(
@@ -187,18 +187,18 @@ def store_anomaly_alerts(
     settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), _active_ids(
         store_master
     )
-    with logged_step(engine, context.run_id, start, end, 10) as step:
+    with logged_step(engine, context.run.run_id, start, end, 10) as step:
         scores = spc.with_eligibility(
             reads.read_scores(engine, store_ids, start, end),
             reads.read_first_dates(engine, store_ids),
             settings.rolling_window,
         )
         alerts = alert_stats.build_alerts(scores)
-        merged = merge_alerts(engine, alerts, start, end, store_ids, context.run_id, utcnow())
+        merged = merge_alerts(engine, alerts, start, end, store_ids, context.run.run_id, utcnow())
         step.rows_affected = merged.inserted + merged.updated
     # Step 11 closes the run's log: what the graph did, in one row.
     write_log_row(
-        engine, context.run_id, start, end, 11, "SUCCESS", rows_affected=alerts.height,
+        engine, context.run.run_id, start, end, 11, "SUCCESS", rows_affected=alerts.height,
     )
     newest = alerts.filter(pl.col("alert_date") == end).sort(
         pl.col("severity").replace_strict(alert_stats.SEVERITY_ORDER), pl.col("impact_usd"),

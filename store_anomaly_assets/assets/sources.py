@@ -34,7 +34,7 @@ def store_master(
     anomaly_settings: AnomalySettings,
 ) -> pl.DataFrame:
     start, end = run_range(context)
-    with logged_step(analytics.engine(), context.run_id, start, end, 1) as step:
+    with logged_step(analytics.engine(), context.run.run_id, start, end, 1) as step:
         stores = extraction.load_store_master(opshop.engine(), anomaly_settings.active_stores)
         step.rows_affected = stores.height
     active = stores.filter(pl.col("is_active"))
@@ -68,7 +68,7 @@ def _extract_asset(
         start, end = partition_dates(context)
         source: Database = getattr(context.resources, source_key)
         analytics: Database = context.resources.analytics
-        with logged_step(analytics.engine(), context.run_id, start, end, step_number) as step:
+        with logged_step(analytics.engine(), context.run.run_id, start, end, step_number) as step:
             frame = extractor(source.engine(), store_master, start, end)
             step.rows_affected = frame.height
         context.add_output_metadata(

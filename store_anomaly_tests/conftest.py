@@ -1,0 +1,134 @@
+"""Shared fixtures: the real MariaDB on 127.0.0.1:3306 and one backfilled synthetic chain.
+
+The five source databases get their own `sat_*` names so the tests never touch a real
+deployment's; the analytics tables live in `test`, because the guide's SQL names
+`test.` and must run verbatim. The environment is set before the package is imported,
+since partitions and settings are read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+MARIADB = sa.URL.create("mysql+pymysql", username="root", host="127.0.0.1", port=3306)
+SOURCE_DATABASES = {
+    "OPSHOP_": "sat_opshop",
+    "SALESORDER_": "sat_sales_order",
+    "OPPRODUCTION_": "sat_opproduction",
+    "OPEMPEFFICIENCY_": "sat_opempefficiency",
+    "OPQUALITYCONTROL_": "sat_opqualitycontrol",
+}
+ANALYTICS_DATABASE = "test"
+# Dagster's event log is the slow part of a ranged run; keep test instances in memory.
+_SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None
+DATA_DIR = Path(tempfile.mkdtemp(prefix="store-anomaly-tests-", dir=_SCRATCH))
+
+for _prefix, _db in {**SOURCE_DATABASES, "DBATEST_": ANALYTICS_DATABASE}.items():
+    os.environ[f"{_prefix}HOST"] = "127.0.0.1"
+    os.environ[f"{_prefix}PORT"] = "3306"
+    os.environ[f"{_prefix}USER"] = "root"
+    os.environ[f"{_prefix}DB"] = _db
+    os.environ.pop(f"{_prefix}PASS", None)
+os.environ["STORE_ANOMALY_DATA_DIR"] = str(DATA_DIR)
+os.environ["DAGSTER_HOME"] = str(DATA_DIR / "dagster_home")
+for _name in ("ACTIVE_STORES", "ROLLING_WINDOW", "SIGMA_WARNING", "SIGMA_CRITICAL", "DOW_WEEKS",
+              "PARTITION_START_DATE", "BUSINESS_TIMEZONE"):
+    os.environ.pop(_name, None)
+
+import dagster as dg  # noqa: E402
+
+from store_anomaly_assets.cli import RunOutcome, run_pipeline  # noqa: E402
+from store_anomaly_assets.resources import create_engine  # noqa: E402
+from store_anomaly_assets.settings import Settings  # noqa: E402
+from store_anomaly_assets.sources import synthetic  # noqa: E402
+from store_anomaly_assets.storage.init_db import init_db  # noqa: E402
+from store_anomaly_assets.storage.schema import ANALYTICS_TABLES  # noqa: E402
+
+
+def database_url(name: str) -> sa.URL:
+    return MARIADB.set(database=name)
+
+
+@pytest.fixture(scope="session")
+def server() -> sa.Engine:
+    """The MariaDB server; a test run without it fails loudly rather than skipping."""
+    engine = sa.create_engine(MARIADB)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"MariaDB is not reachable on 127.0.0.1:3306 ({exc.orig}); start it first")
+    return engine
+
+
+def recreate_database(server: sa.Engine, name: str) -> None:
+    with server.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+
+
+@pytest.fixture(scope="session")
+def source_engines(server: sa.Engine) -> dict[str, sa.Engine]:
+    """Writable engines on the five (recreated) source databases."""
+    for name in SOURCE_DATABASES.values():
+        recreate_database(server, name)
+    return {p: create_engine(database_url(db), read_only=False)
+            for p, db in SOURCE_DATABASES.items()}
+
+
+@pytest.fixture(scope="session")
+def analytics_engine(server: sa.Engine) -> sa.Engine:
+    """The analytics database with freshly created tables."""
+    with server.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{ANALYTICS_DATABASE}`")
+    engine = create_engine(database_url(ANALYTICS_DATABASE), read_only=False)
+    with engine.begin() as conn:
+        for table in ANALYTICS_TABLES:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS `{table.name}`")
+    init_db(engine)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def chain() -> synthetic.SyntheticChain:
+    """The default demo chain at the guide's volume (~520K orders)."""
+    return synthetic.generate(synthetic.default_chain(scale=1.0))
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def dagster_instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test(temp_dir=tempfile.mkdtemp(dir=_SCRATCH)) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def backfill(
+    chain: synthetic.SyntheticChain,
+    source_engines: dict[str, sa.Engine],
+    analytics_engine: sa.Engine,
+    settings: Settings,
+    dagster_instance: dg.DagsterInstance,
+) -> RunOutcome:
+    """The whole chain loaded (late records held back) and backfilled in one run."""
+    synthetic.load_chain(chain, source_engines)
+    outcome = run_pipeline(settings, chain.spec.start, chain.spec.end, dagster_instance,
+                           log_level="WARNING")
+    assert outcome.success, outcome.error
+    return outcome
+
+
+@pytest.fixture(scope="session")
+def backfilled_analytics(backfill: RunOutcome, analytics_engine: sa.Engine) -> sa.Engine:
+    """The analytics database after the full backfill (for dashboard and report tests)."""
+    return analytics_engine
