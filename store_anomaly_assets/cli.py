@@ -201,12 +201,19 @@ def _log_level() -> str:
     return level
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line, like every other error of the CLI."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(f"{self.prog}: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="store-anomaly",
         description="Daily store performance anomaly detection (UC-OP-02) on Dagster.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
         "run", help="process the last complete day plus the lookback, a date, or a range"
     )
@@ -228,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         logging.basicConfig(level=_log_level(), format="%(asctime)s %(levelname)s %(message)s")
         settings = Settings.from_env()
         return args.func(args, settings)

@@ -1,0 +1,245 @@
+"""Reruns, acknowledgments, late records, failures and the CLI, on the backfilled chain.
+
+These tests change the data, so they run after the read-only backfill checks (pytest
+orders files by name) and each leaves the tables consistent for the next.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+from guide_sql import ACK_ONE, BULK_ACK_INFO, LOG_ROTATION, REBUILD_STORE
+
+from store_anomaly_assets.cli import RunOutcome, main
+from store_anomaly_assets.resources import database_resources
+from store_anomaly_assets.settings import Settings
+from store_anomaly_assets.sources import synthetic
+from store_anomaly_assets.storage import schema
+from store_anomaly_assets.storage.frames import read_frame
+from store_anomaly_assets.storage.writes import replace_range
+
+LATE_STORE, LATE_DAY = 1105, date(2026, 2, 10)
+TABLES = ("store_kpi_daily", "store_anomaly_scores", "store_health_scores",
+          "store_anomaly_alerts")
+
+
+def counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar_one() for t in TABLES}
+
+
+def frame(engine: sa.Engine, sql: str, **params: object) -> pl.DataFrame:
+    return read_frame(engine, sa.text(sql), params)
+
+
+def run_cli(*args: str) -> int:
+    return main(["run", *args])
+
+
+def test_identical_rerun_changes_no_row_count(
+    backfill: RunOutcome, analytics_engine: sa.Engine, chain: synthetic.SyntheticChain
+) -> None:
+    before = counts(analytics_engine)
+    kpis_before = frame(analytics_engine, "SELECT * FROM store_kpi_daily ORDER BY 1, 2")
+    start = chain.spec.end - timedelta(days=20)
+    assert run_cli("--backfill-from", str(start), "--backfill-to", str(chain.spec.end)) == 0
+    assert counts(analytics_engine) == before
+    kpis_after = frame(analytics_engine, "SELECT * FROM store_kpi_daily ORDER BY 1, 2")
+    assert kpis_after.drop("run_id", "updated_at").equals(
+        kpis_before.drop("run_id", "updated_at")
+    )
+    rewritten = kpis_after.filter(pl.col("metric_date") >= start)["run_id"].unique()
+    kept = kpis_after.filter(pl.col("metric_date") < start)["run_id"].unique()
+    assert rewritten.to_list() != kept.to_list()  # exactly the range was replaced
+
+
+def test_acknowledgment_survives_a_recompute(analytics_engine: sa.Engine) -> None:
+    alert = frame(analytics_engine,
+                  "SELECT id, alert_date FROM store_anomaly_alerts WHERE severity = 'CRITICAL' "
+                  "AND store_id <> :late ORDER BY alert_date DESC LIMIT 1", late=LATE_STORE)
+    alert_id, day = alert["id"][0], alert["alert_date"][0]
+    with analytics_engine.begin() as conn:
+        conn.exec_driver_sql(ACK_ONE.replace("<alert_id>", str(alert_id)))
+        conn.execute(sa.text("UPDATE store_anomaly_alerts SET ack_note = 'checked the POS' "
+                             "WHERE id = :id"), {"id": alert_id})
+    assert run_cli("--date", str(day)) == 0
+    after = frame(analytics_engine, "SELECT * FROM store_anomaly_alerts WHERE id = :id",
+                  id=alert_id)
+    assert after.height == 1
+    row = after.row(0, named=True)
+    assert row["acknowledged"] == 1 and row["acknowledged_by"] == "manager_name"
+    assert row["ack_note"] == "checked the POS" and row["acknowledged_at"] is not None
+
+
+def test_late_records_are_picked_up_and_resolved_alerts_removed(
+    analytics_engine: sa.Engine,
+    source_engines: dict[str, sa.Engine],
+    chain: synthetic.SyntheticChain,
+) -> None:
+    # With every order of the day held back, the day looks like a collapse.
+    before = frame(analytics_engine,
+                   "SELECT id, metric_name FROM store_anomaly_alerts WHERE store_id = :s "
+                   "AND alert_date = :d", s=LATE_STORE, d=LATE_DAY)
+    assert "revenue" in before["metric_name"].to_list()
+    acked_id = before.filter(pl.col("metric_name") == "revenue")["id"][0]
+    with analytics_engine.begin() as conn:
+        conn.exec_driver_sql(ACK_ONE.replace("<alert_id>", str(acked_id)))
+
+    synthetic.load_late_records(chain, source_engines)
+    assert run_cli("--date", str(LATE_DAY)) == 0
+
+    kpi = frame(analytics_engine, "SELECT * FROM store_kpi_daily WHERE store_id = :s AND "
+                "metric_date = :d", s=LATE_STORE, d=LATE_DAY).row(0, named=True)
+    want = synthetic.expected_kpis(chain, include_late=True).filter(
+        pl.col("store_id") == LATE_STORE, pl.col("metric_date") == LATE_DAY
+    ).row(0, named=True)
+    assert kpi["order_count"] == want["order_count"] > 0
+    assert float(kpi["revenue"]) == pytest.approx(want["revenue"], abs=0.001)
+    after = frame(analytics_engine,
+                  "SELECT id, metric_name, acknowledged FROM store_anomaly_alerts "
+                  "WHERE store_id = :s AND alert_date = :d", s=LATE_STORE, d=LATE_DAY)
+    # The unacknowledged alerts whose condition is gone are removed; the acknowledged
+    # one is user data and stays.
+    assert after["id"].to_list() == [acked_id]
+
+
+def test_guide_maintenance_sql_runs_verbatim(analytics_engine: sa.Engine) -> None:
+    with analytics_engine.begin() as conn:
+        conn.exec_driver_sql(LOG_ROTATION)
+        for statement in REBUILD_STORE.split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
+        info_before = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM store_anomaly_alerts WHERE severity = 'INFO' AND "
+            "acknowledged = FALSE AND alert_date < DATE_SUB(CURDATE(), INTERVAL 30 DAY)"
+        ).scalar_one()
+        updated = conn.exec_driver_sql(BULK_ACK_INFO).rowcount
+    assert updated == info_before
+
+
+def test_a_rerun_after_bulk_acknowledgment_keeps_every_acknowledgment(
+    analytics_engine: sa.Engine, chain: synthetic.SyntheticChain
+) -> None:
+    acked = frame(analytics_engine, "SELECT id FROM store_anomaly_alerts WHERE acknowledged")
+    assert acked.height > 1
+    assert run_cli("--backfill-from", str(chain.spec.start),
+                   "--backfill-to", str(chain.spec.end)) == 0
+    still = frame(analytics_engine, "SELECT id FROM store_anomaly_alerts WHERE acknowledged")
+    assert set(still["id"]) == set(acked["id"])
+
+
+def test_failed_step_is_logged_without_the_password(
+    analytics_engine: sa.Engine, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "s3cret-Pa55word"
+    monkeypatch.setenv("SALESORDER_PASS", secret)
+    assert run_cli("--date", "2026-01-05") == 1
+    err = capsys.readouterr().err
+    assert "extract" in err and "Access denied" in err
+    log = frame(analytics_engine,
+                "SELECT step_number, status, error_message FROM store_anomaly_pipeline_log "
+                "WHERE status = 'FAILED' ORDER BY id DESC LIMIT 1").row(0, named=True)
+    assert log["step_number"] == 2 and "Access denied" in log["error_message"]
+    everything = frame(analytics_engine, "SELECT error_message FROM store_anomaly_pipeline_log "
+                       "WHERE error_message IS NOT NULL")
+    assert not any(secret in m for m in everything["error_message"])
+    assert secret not in err
+
+
+def test_a_failed_table_write_leaves_the_old_rows(analytics_engine: sa.Engine) -> None:
+    day = date(2026, 1, 20)
+    before = frame(analytics_engine, "SELECT * FROM store_kpi_daily WHERE metric_date = :d",
+                   d=day)
+    duplicate = before.head(1).select("store_id", "metric_date", "store_name")
+    with pytest.raises(sa.exc.IntegrityError):
+        replace_range(analytics_engine, schema.store_kpi_daily,
+                      pl.concat([duplicate, duplicate]), day, day,
+                      before["store_id"].to_list(), {"run_id": "broken", "updated_at": None})
+    after = frame(analytics_engine, "SELECT * FROM store_kpi_daily WHERE metric_date = :d",
+                  d=day)
+    assert after.equals(before)
+
+
+def test_source_sessions_are_read_only(settings: Settings, backfill: RunOutcome) -> None:
+    sales = database_resources(settings)["sales_order"].engine()
+    with pytest.raises(sa.exc.OperationalError, match="READ ONLY"), sales.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM t_order WHERE id = -1")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--date", "2024-01-01"], "outside the partitions"),
+        (["--date", "2099-01-01"], "outside the partitions"),
+        (["--backfill-from", "2026-01-10", "--backfill-to", "2026-01-01"], "is after"),
+        (["--backfill-from", "2026-01-10"], "go together"),
+        (["--date", "2026-13-01"], "not a YYYY-MM-DD date"),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_unknown_store_in_the_allow_list_is_named(
+    backfill: RunOutcome, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACTIVE_STORES", "1101, 9999")
+    assert run_cli("--date", "2026-01-05") == 2
+    err = capsys.readouterr().err.strip()
+    assert "9999" in err and len(err.splitlines()) == 1
+
+
+def test_allow_list_narrows_a_run_without_touching_other_stores(
+    analytics_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = date(2026, 1, 6)
+    before = frame(analytics_engine, "SELECT store_id, run_id FROM store_kpi_daily "
+                   "WHERE metric_date = :d ORDER BY store_id", d=day)
+    monkeypatch.setenv("ACTIVE_STORES", "1101")
+    assert run_cli("--date", str(day)) == 0
+    after = frame(analytics_engine, "SELECT store_id, run_id FROM store_kpi_daily "
+                  "WHERE metric_date = :d ORDER BY store_id", d=day)
+    assert after["store_id"].to_list() == before["store_id"].to_list()
+    changed = after.join(before, on="store_id", suffix="_before").filter(
+        pl.col("run_id") != pl.col("run_id_before"))
+    assert changed["store_id"].to_list() == [1101]
+
+
+def test_init_db_is_idempotent(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init-db"]) == 0
+    assert main(["init-db"]) == 0
+    assert "store_anomaly_alerts" in capsys.readouterr().out
+
+
+def test_doctor_reports_each_database_and_hides_passwords(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["doctor"]) == 0
+    assert capsys.readouterr().out.count("OK ") == 6
+    secret = "hunter2-very-secret"
+    monkeypatch.setenv("OPPRODUCTION_PASS", secret)
+    monkeypatch.setenv("OPQUALITYCONTROL_PORT", "1")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert secret not in out
+    assert "FAIL  OPPRODUCTION_" in out and "FAIL  OPQUALITYCONTROL_" in out
+    assert out.count("OK ") == 4
+
+
+def test_log_level_debug_is_honoured(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    assert run_cli("--date", "2026-01-07") == 0
+    captured = capsys.readouterr()
+    assert "DEBUG" in captured.err + captured.out
+    assert os.environ["LOG_LEVEL"] == "DEBUG"
