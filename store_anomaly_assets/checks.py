@@ -7,6 +7,7 @@ preview in Dagster 1.13 and record nothing per partition in ranged runs.
 """
 
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -144,7 +145,7 @@ def scores_valid(
         finding.expect_none(scores.filter(z.is_not_null() & ~z.is_finite()), "non-finite z")
         limits = ["lcl_3s", "lcl_2s", "cl", "ucl_2s", "ucl_3s"]
         disorder = pl.any_horizontal(
-            [pl.col(a) > pl.col(b) + 1e-9 for a, b in zip(limits, limits[1:], strict=False)]
+            [pl.col(a) > pl.col(b) + 1e-9 for a, b in itertools.pairwise(limits)]
         )
         finding.expect_none(scores.filter(disorder.fill_null(False)).select(cols[:3]),
                             "rows with disordered limits")
