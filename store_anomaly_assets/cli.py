@@ -194,6 +194,53 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, scale=args.scale, fresh=args.fresh)
 
 
+def _analytics_engine(settings: Settings) -> sa.Engine:
+    from store_anomaly_assets.resources import database_resources
+
+    return database_resources(settings)["analytics"].engine()
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from store_anomaly_assets.storage.acknowledgments import open_alerts
+
+    rows = open_alerts(_analytics_engine(settings), limit=args.limit)
+    if rows.is_empty():
+        print("No open alerts.")
+        return 0
+    for r in rows.iter_rows(named=True):
+        impact = f" impact ${r['impact_usd']:,.2f}" if r["impact_usd"] is not None else ""
+        print(f"#{r['id']:<6} {r['severity']:<8} {r['alert_date']} {r['store_name']} "
+              f"[{r['store_id']}] {r['metric_name']} ({r['scope']}){impact}")
+        print(f"        {r['description_en']}")
+    print(f"{rows.height} open alert(s); acknowledge with: store-anomaly ack ID --by NAME")
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
+    from store_anomaly_assets.storage.acknowledgments import (
+        AcknowledgmentError,
+        acknowledge,
+        acknowledge_older,
+    )
+
+    engine = _analytics_engine(settings)
+    try:
+        if args.alert_id is not None:
+            if args.severity or args.older_than is not None:
+                raise CliError("give either an alert ID or --severity/--older-than, not both")
+            acknowledge(engine, args.alert_id, args.by, args.note)
+            print(f"Alert {args.alert_id} acknowledged by {args.by.strip()}.")
+            return 0
+        if not args.severity or args.older_than is None:
+            raise CliError("give an alert ID, or --severity and --older-than for a bulk clean-up")
+        count = acknowledge_older(engine, args.severity, args.older_than, args.by)
+        print(f"{count} {args.severity} alert(s) older than {args.older_than} days "
+              f"acknowledged by {args.by.strip()}.")
+        return 0
+    except AcknowledgmentError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _log_level() -> str:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -227,6 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the six database connections").set_defaults(
         func=cmd_doctor
     )
+    alerts = sub.add_parser("alerts", help="list open alerts in the guide's order")
+    alerts.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    alerts.set_defaults(func=cmd_alerts)
+    ack = sub.add_parser("ack", help="acknowledge an alert, or bulk-acknowledge old ones")
+    ack.add_argument("alert_id", type=int, nargs="?", help="the alert's id")
+    ack.add_argument("--by", required=True, help="who acknowledges (name)")
+    ack.add_argument("--note", help="what was found and done")
+    ack.add_argument("--severity", choices=["CRITICAL", "WARNING", "INFO"],
+                     help="bulk: the severity to clean up")
+    ack.add_argument("--older-than", type=int, metavar="DAYS",
+                     help="bulk: alerts dated more than DAYS days ago")
+    ack.set_defaults(func=cmd_ack)
     demo = sub.add_parser("demo", help="generate the embedded demo chain and backfill it")
     demo.add_argument("--scale", type=float, default=1.0, help="order volume multiplier")
     demo.add_argument("--fresh", action="store_true", help="regenerate the demo chain")
@@ -237,7 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=_log_level(), format="%(asctime)s %(levelname)s %(message)s")
+        # Library chatter (alembic, urllib3) stays at WARNING; LOG_LEVEL drives ours and
+        # Dagster's run logs.
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+        log.setLevel(_log_level())
         settings = Settings.from_env()
         return args.func(args, settings)
     except (CliError, SettingsError) as exc:

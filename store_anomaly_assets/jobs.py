@@ -4,11 +4,12 @@ In-process execution matters here: each step of a multiprocess run would pay Dag
 import and start-up again, several seconds each on this class of machine.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
 from store_anomaly_assets.assets import ALL_ASSETS
+from store_anomaly_assets.resources import Database
+from store_anomaly_assets.settings import Settings
+from store_anomaly_assets.storage.pipeline_log import purge_log
 
 store_anomaly_job = dg.define_asset_job(
     "store_anomaly_job",
@@ -16,3 +17,16 @@ store_anomaly_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Steps 1-12 of the guide over a range of business days, in one run.",
 )
+
+
+@dg.op(description="The guide's log rotation: delete pipeline-log rows older than the retention.")
+def purge_pipeline_log(context: dg.OpExecutionContext, analytics: Database) -> int:
+    retention = Settings.from_env().log_retention_days
+    deleted = purge_log(analytics.engine(), retention)
+    context.log.info(f"deleted {deleted} pipeline-log row(s) older than {retention} days")
+    return deleted
+
+
+@dg.job(description="Maintenance: rotate store_anomaly_pipeline_log (guide section 7).")
+def log_rotation_job() -> None:
+    purge_pipeline_log()

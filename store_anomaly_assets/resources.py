@@ -5,16 +5,18 @@ the variable's name, never its value. Source sessions are read-only at the sessi
 level, whatever the account may do.
 """
 
-from __future__ import annotations
 
+import fcntl
 import os
+import time
 from functools import cache
 from pathlib import Path
+from typing import IO
 
 import dagster as dg
 import polars as pl
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from store_anomaly_assets.settings import DATABASE_PREFIXES, Settings, SpcSettings
 
@@ -109,6 +111,64 @@ def database_resources(settings: Settings) -> dict[str, Database]:
     return resources
 
 
+class RunLock(dg.ConfigurableResource):
+    """Held for a whole run, so two runs never write the analytics tables at once.
+
+    A MySQL named lock (GET_LOCK) on the analytics server, or a file lock beside the
+    SQLite files; a second run waits up to `timeout_seconds`, then fails saying why.
+    Runs execute in one process, so the lock spans every step.
+    """
+
+    analytics: Database
+    name: str = "store_anomaly_pipeline"
+    timeout_seconds: int = 900
+
+    _connection: sa.Connection | None = PrivateAttr(default=None)
+    _file: IO | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.analytics.is_sqlite:
+            self._lock_file(Path(self.analytics.sqlite_dir) / f"{self.name}.lock")
+            return
+        conn = self.analytics.engine().connect()
+        got = conn.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
+                           {"name": self.name, "timeout": self.timeout_seconds}).scalar()
+        if got != 1:
+            conn.close()
+            raise RuntimeError(
+                f"another run has held lock {self.name!r} on {self.analytics.describe()} for "
+                f"over {self.timeout_seconds} s; wait for it or raise the timeout"
+            )
+        self._connection = conn
+
+    def _lock_file(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("w")
+        deadline = time.monotonic() + self.timeout_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._file = handle
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    handle.close()
+                    raise RuntimeError(
+                        f"another run has held {path} for over {self.timeout_seconds} s"
+                    ) from None
+                time.sleep(0.2)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._connection is not None:
+            self._connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": self.name})
+            self._connection.close()
+            self._connection = None
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
 class AnomalySettings(dg.ConfigurableResource):
     """The guide's tunables; defaults come from the environment (see settings.py)."""
 
@@ -119,7 +179,7 @@ class AnomalySettings(dg.ConfigurableResource):
     active_stores: list[int] = Field(default_factory=list, description="Allow-list; empty: all")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AnomalySettings:
+    def from_settings(cls, settings: Settings) -> "AnomalySettings":
         spc = settings.spc
         return cls(
             rolling_window=spc.rolling_window,
@@ -183,4 +243,4 @@ class ExtractIOManager(dg.ConfigurableIOManager):
 
 
 __all__ = ["DATABASE_PREFIXES", "RESOURCE_KEYS", "AnomalySettings", "Database",
-           "ExtractIOManager", "create_engine", "database_resources"]
+           "ExtractIOManager", "RunLock", "create_engine", "database_resources"]

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from store_anomaly_assets.jobs import store_anomaly_job
+from store_anomaly_assets.jobs import log_rotation_job, store_anomaly_job
 from store_anomaly_assets.partitions import daily_range, last_complete_day, range_tags
 from store_anomaly_assets.settings import Settings
 
@@ -30,3 +30,14 @@ def daily_store_anomaly_schedule(context: dg.ScheduleEvaluationContext) -> dg.Ru
         run_key=f"daily-{end.isoformat()}",
         tags={**range_tags(start, end), "store_anomaly/trigger": "schedule"},
     )
+
+
+log_rotation_schedule = dg.ScheduleDefinition(
+    name="log_rotation_schedule",
+    job=log_rotation_job,
+    cron_schedule="30 12 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily after the pipeline: purge pipeline-log rows older than "
+    "LOG_RETENTION_DAYS (90).",
+)

@@ -177,6 +177,7 @@ class Settings:
     active_stores: tuple[int, ...]
     data_dir: Path
     schedule_enabled: bool
+    log_retention_days: int
     spc: SpcSettings
 
     @property
@@ -212,5 +213,6 @@ class Settings:
             active_stores=parse_store_ids(_get("ACTIVE_STORES")),
             data_dir=Path(_get("STORE_ANOMALY_DATA_DIR", ".store_anomaly")).absolute(),
             schedule_enabled=_bool("DAILY_SCHEDULE_ENABLED", True),
+            log_retention_days=_int("LOG_RETENTION_DAYS", 90),
             spc=SpcSettings.from_env(),
         )

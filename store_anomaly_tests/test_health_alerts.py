@@ -197,7 +197,7 @@ def score_row(store_id: int, metric: str, value: float | None, z: float | None,
 
 
 def frame(rows: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=SCORE_SCHEMA, orient="row")
+    return pl.DataFrame(rows, schema=SCORE_SCHEMA)
 
 
 def scope_of(built: pl.DataFrame) -> dict[tuple[int, str], str]:
@@ -396,6 +396,8 @@ def test_recommended_actions_by_severity_and_dimension() -> None:
     info_en, info_zh = alerts.recommend("INFO", "revenue")
     assert "Weekly" in info_en and "每周" in info_zh
     assert len({en, warn_en, info_en}) == 3
+    # The guide's INFO response is monitoring only, whatever the dimension.
+    assert alerts.recommend("INFO", "scheduled_hours") == (info_en, info_zh)
 
 
 # ------------------------------------------------------------- steps 7-10 together
@@ -417,10 +419,11 @@ def kpi_rows(store_id: int, revenue: list[float], start: date = MONDAY) -> pl.Da
 
 
 def test_scored_kpis_to_alerts_and_health() -> None:
-    # Store 1: 91 days, a revenue drop to 70 on the last; store 2: only 20 days, same drop.
+    # Store 1: 91 days, a revenue drop to 70 on the last; store 2: the same drop after 27
+    # days of history, enough for a baseline (>= 20 values) but not for eligibility (28).
     last = MONDAY + timedelta(days=90)
     frame = pl.concat([kpi_rows(1, [*alt(90), 70.0]),
-                       kpi_rows(2, [*alt(19), 70.0], start=last - timedelta(days=19))])
+                       kpi_rows(2, [*alt(27), 70.0], start=last - timedelta(days=27))])
     first = frame.group_by("store_id").agg(pl.col("metric_date").min().alias("first_date"))
     scored = spc.score_metrics(frame, first, S)
     built = alerts.build_alerts(scored.filter(pl.col("metric_date") == last))

@@ -7,14 +7,23 @@ orders files by name) and each leaves the tables consistent for the next.
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
+import time
 from datetime import date, timedelta
+from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from conftest import recreate_database
 from guide_sql import ACK_ONE, BULK_ACK_INFO, LOG_ROTATION, REBUILD_STORE
 
 from store_anomaly_assets.cli import RunOutcome, main
+from store_anomaly_assets.definitions import defs
 from store_anomaly_assets.resources import database_resources
 from store_anomaly_assets.settings import Settings
 from store_anomaly_assets.sources import synthetic
@@ -22,6 +31,7 @@ from store_anomaly_assets.storage import schema
 from store_anomaly_assets.storage.frames import read_frame
 from store_anomaly_assets.storage.writes import replace_range
 
+PROJECT = Path(__file__).resolve().parents[1]
 LATE_STORE, LATE_DAY = 1105, date(2026, 2, 10)
 TABLES = ("store_kpi_daily", "store_anomaly_scores", "store_health_scores",
           "store_anomaly_alerts")
@@ -243,3 +253,99 @@ def test_log_level_debug_is_honoured(
     captured = capsys.readouterr()
     assert "DEBUG" in captured.err + captured.out
     assert os.environ["LOG_LEVEL"] == "DEBUG"
+
+
+def test_overlapping_runs_on_a_mysql_instance_never_write_at_once(
+    server: sa.Engine, analytics_engine: sa.Engine, backfill: RunOutcome, tmp_path: Path
+) -> None:
+    """Two CLI runs over overlapping ranges, on the example dagster-mysql instance."""
+    recreate_database(server, "sat_dagster")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_MYSQL_USER": "root",
+           "DAGSTER_MYSQL_PASS": "", "DAGSTER_MYSQL_HOST": "127.0.0.1",
+           "DAGSTER_MYSQL_DB": "sat_dagster"}
+    command = [sys.executable, "-m", "store_anomaly_assets.cli", "run"]
+    first = subprocess.Popen([*command, "--backfill-from", "2025-12-01", "--backfill-to",
+                              "2025-12-31"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.0)
+    second = subprocess.Popen([*command, "--backfill-from", "2025-12-20", "--backfill-to",
+                               "2026-01-10"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    run_ids = [re.search(r"Run (\S+) succeeded", out).group(1) for out in outputs]
+    spans = frame(
+        analytics_engine,
+        "SELECT run_id, MIN(started_at) AS began, MAX(finished_at) AS ended "
+        "FROM store_anomaly_pipeline_log WHERE run_id IN :ids GROUP BY run_id ORDER BY began",
+        ids=tuple(run_ids),
+    )
+    assert spans.height == 2
+    assert spans["ended"][0] <= spans["began"][1], spans  # one after the other
+    with server.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT run_id FROM sat_dagster.runs").scalars().all()
+    assert set(run_ids) <= set(stored)  # both runs are in the MySQL instance storage
+
+
+def test_alerts_lists_open_alerts_in_the_guide_order(
+    backfill: RunOutcome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["alerts", "--limit", "500"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("#")]
+    severities = [line.split()[1] for line in lines]
+    rank = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
+    assert severities and [rank[s] for s in severities] == sorted(rank[s] for s in severities)
+
+
+def test_ack_command_records_who_and_why_and_refuses_mistakes(
+    analytics_engine: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alert_id = frame(analytics_engine, "SELECT MIN(id) AS id FROM store_anomaly_alerts "
+                     "WHERE acknowledged = FALSE")["id"][0]
+    assert main(["ack", str(alert_id), "--by", "Dana Wu", "--note", "POS outage"]) == 0
+    row = frame(analytics_engine, "SELECT * FROM store_anomaly_alerts WHERE id = :id",
+                id=alert_id).row(0, named=True)
+    assert (row["acknowledged"], row["acknowledged_by"], row["ack_note"]) == (
+        1, "Dana Wu", "POS outage")
+    capsys.readouterr()
+    for args, message in (
+        ([str(alert_id), "--by", "Dana Wu"], "already acknowledged"),
+        (["99999999", "--by", "Dana Wu"], "does not exist"),
+        ([str(alert_id + 1), "--by", "  "], "needs the name"),
+    ):
+        assert main(["ack", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_bulk_ack_cleans_up_old_info_alerts(analytics_engine: sa.Engine) -> None:
+    with analytics_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE store_anomaly_alerts SET acknowledged = FALSE, acknowledged_by = NULL "
+            "WHERE severity = 'INFO'")
+    old_info = frame(analytics_engine, "SELECT COUNT(*) AS n FROM store_anomaly_alerts WHERE "
+                     "severity = 'INFO' AND acknowledged = FALSE")["n"][0]
+    assert main(["ack", "--severity", "INFO", "--older-than", "30", "--by",
+                 "system_cleanup"]) == 0
+    cleaned = frame(analytics_engine, "SELECT COUNT(*) AS n FROM store_anomaly_alerts WHERE "
+                    "acknowledged_by = 'system_cleanup' AND severity = 'INFO'")["n"][0]
+    assert cleaned == old_info  # every INFO alert of the chain is older than 30 days
+
+
+def test_log_rotation_job_purges_only_old_rows(
+    analytics_engine: sa.Engine, dagster_instance: dg.DagsterInstance
+) -> None:
+    with analytics_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO store_anomaly_pipeline_log (run_id, run_date, step_number, step_name,"
+            " status) VALUES ('old', DATE_SUB(CURDATE(), INTERVAL 91 DAY), 1, 'x', 'SUCCESS'),"
+            " ('recent', DATE_SUB(CURDATE(), INTERVAL 89 DAY), 1, 'x', 'SUCCESS')")
+    result = defs.resolve_job_def("log_rotation_job").execute_in_process(
+        instance=dagster_instance)
+    assert result.success
+    left = frame(analytics_engine, "SELECT run_id FROM store_anomaly_pipeline_log "
+                 "WHERE run_id IN ('old', 'recent')")
+    assert left["run_id"].to_list() == ["recent"]

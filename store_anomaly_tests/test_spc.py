@@ -336,7 +336,7 @@ def test_zero_std_gives_null_z_and_no_alert() -> None:
 
 @pytest.mark.parametrize(("missing", "scored_ok"), [(8, True), (9, False)])
 def test_needs_twenty_baseline_values(missing: int, scored_ok: bool) -> None:
-    values: list[float | None] = alt(90) + [70.0]
+    values: list[float | None] = [*alt(90), 70.0]
     for i in range(89, 89 - missing, -1):  # knock out the newest baseline days
         values[i] = None
     row = pick(score(kpis({"revenue": values})), "revenue", day(90))
@@ -353,7 +353,7 @@ def test_needs_twenty_baseline_values(missing: int, scored_ok: bool) -> None:
 
 
 def test_alt_series_hand_computed_z() -> None:
-    row = pick(score(kpis({"revenue": alt(90) + [70.0]})), "revenue", day(90))
+    row = pick(score(kpis({"revenue": [*alt(90), 70.0]})), "revenue", day(90))
     assert row["dow_factor"] == 1.0
     assert row["baseline_mean"] == pytest.approx(100.0)
     assert row["baseline_std"] == pytest.approx(ALT_STD)
@@ -365,8 +365,8 @@ def test_alt_series_hand_computed_z() -> None:
 
 def test_store_with_under_28_days_of_history_is_not_scored() -> None:
     # Store 1 has 28 days (day 27 is 27 days after its first), store 2 has 29 days.
-    young = kpis({"revenue": alt(27) + [40.0]}, store_id=1, start=day(1))
-    old = kpis({"revenue": alt(28) + [40.0]}, store_id=2, start=day(0))
+    young = kpis({"revenue": [*alt(27), 40.0]}, store_id=1, start=day(1))
+    old = kpis({"revenue": [*alt(28), 40.0]}, store_id=2, start=day(0))
     scored = score(pl.concat([young, old]))
     last = day(28)
     y = pick(scored, "revenue", last, store_id=1)

@@ -1,8 +1,9 @@
 """Steps 6-11: the four analytics tables, each written for exactly the run's range.
 
 Assets stay thin: read what they need, call the pure functions in `stats/`, write one
-transaction, log the step. Downstream assets read their inputs back from the analytics
-database, so any one of them can be re-materialized on its own.
+transaction, log the step. Each requires `run_lock`, so a run of any subset of them
+holds the run lock (see resources.RunLock) while it writes. Downstream assets read their
+inputs back from the analytics database, so any one of them can be re-materialized alone.
 """
 
 
@@ -12,7 +13,7 @@ import dagster as dg
 import polars as pl
 
 from store_anomaly_assets.partitions import daily_partitions, partition_dates
-from store_anomaly_assets.resources import AnomalySettings, Database
+from store_anomaly_assets.resources import AnomalySettings, Database, RunLock
 from store_anomaly_assets.stats import alerts as alert_stats
 from store_anomaly_assets.stats import health, kpis, spc
 from store_anomaly_assets.storage import reads, schema
@@ -53,6 +54,7 @@ def _md_table(frame: pl.DataFrame, limit: int = 10) -> str:
 def store_kpi_daily(
     context: dg.AssetExecutionContext,
     analytics: Database,
+    run_lock: RunLock,
     store_master: pl.DataFrame,
     sales_extract: pl.DataFrame,
     production_extract: pl.DataFrame,
@@ -89,6 +91,7 @@ def store_anomaly_scores(
     context: dg.AssetExecutionContext,
     analytics: Database,
     anomaly_settings: AnomalySettings,
+    run_lock: RunLock,
     store_master: pl.DataFrame,
 ) -> dg.MaterializeResult:
     start, end = partition_dates(context)
@@ -136,6 +139,7 @@ def store_health_scores(
     context: dg.AssetExecutionContext,
     analytics: Database,
     anomaly_settings: AnomalySettings,
+    run_lock: RunLock,
     store_master: pl.DataFrame,
 ) -> dg.MaterializeResult:
     start, end = partition_dates(context)
@@ -181,6 +185,7 @@ def store_anomaly_alerts(
     context: dg.AssetExecutionContext,
     analytics: Database,
     anomaly_settings: AnomalySettings,
+    run_lock: RunLock,
     store_master: pl.DataFrame,
 ) -> dg.MaterializeResult:
     start, end = partition_dates(context)

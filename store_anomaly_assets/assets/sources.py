@@ -13,7 +13,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from store_anomaly_assets.partitions import daily_partitions, partition_dates, run_range
-from store_anomaly_assets.resources import AnomalySettings, Database
+from store_anomaly_assets.resources import AnomalySettings, Database, RunLock
 from store_anomaly_assets.sources import extraction
 from store_anomaly_assets.storage.pipeline_log import logged_step
 
@@ -32,7 +32,9 @@ def store_master(
     opshop: Database,
     analytics: Database,
     anomaly_settings: AnomalySettings,
+    run_lock: RunLock,
 ) -> pl.DataFrame:
+    # `run_lock` is held from here to the end of the run: see RunLock.
     start, end = run_range(context)
     with logged_step(analytics.engine(), context.run.run_id, start, end, 1) as step:
         stores = extraction.load_store_master(opshop.engine(), anomaly_settings.active_stores)
@@ -60,7 +62,7 @@ def _extract_asset(
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="extract_io_manager",
-        required_resource_keys={source_key, "analytics"},
+        required_resource_keys={source_key, "analytics", "run_lock"},
         kinds={"sql", "polars"},
         description=description,
     )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -109,3 +109,14 @@ def logged_step(
         duration_seconds=round(time.perf_counter() - clock, 3), started_at=started_at,
         step_name=step_name,
     )
+
+
+def purge_log(engine: sa.Engine, retention_days: int, today: date | None = None) -> int:
+    """The guide's log rotation: delete log rows whose run_date is older than the retention."""
+    cutoff = (today or utcnow().date()) - timedelta(days=retention_days)
+    with engine.begin() as conn:
+        return conn.execute(
+            store_anomaly_pipeline_log.delete().where(
+                store_anomaly_pipeline_log.c.run_date < cutoff
+            )
+        ).rowcount

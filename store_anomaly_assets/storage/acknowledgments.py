@@ -1,0 +1,87 @@
+"""Alert acknowledgments and the open-alert list: the guide's response protocol."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+import sqlalchemy as sa
+
+from store_anomaly_assets.storage.frames import read_frame
+from store_anomaly_assets.storage.pipeline_log import utcnow
+from store_anomaly_assets.storage.schema import store_anomaly_alerts as alerts
+
+SEVERITIES = ("CRITICAL", "WARNING", "INFO")
+
+
+class AcknowledgmentError(ValueError):
+    """An acknowledgment that cannot be recorded; the message says which alert and why."""
+
+
+def severity_rank() -> sa.ColumnElement[int]:
+    """The guide's FIELD(severity, 'CRITICAL', 'WARNING', 'INFO'), portable to SQLite."""
+    return sa.case({s: i for i, s in enumerate(SEVERITIES)}, value=alerts.c.severity, else_=9)
+
+
+def open_alerts(engine: sa.Engine, limit: int | None = None) -> pl.DataFrame:
+    """Unacknowledged alerts, most severe first, then the newest, then the costliest."""
+    query = (
+        sa.select(alerts.c.id, alerts.c.alert_date, alerts.c.store_id, alerts.c.store_name,
+                  alerts.c.severity, alerts.c.metric_name, alerts.c.scope, alerts.c.impact_usd,
+                  alerts.c.description_en, alerts.c.recommended_action)
+        .where(alerts.c.acknowledged.is_(False))
+        .order_by(severity_rank(), alerts.c.alert_date.desc(),
+                  alerts.c.impact_usd.is_(None), alerts.c.impact_usd.desc(), alerts.c.id)
+        .limit(limit)
+    )
+    return read_frame(engine, query)
+
+
+def _check_name(by: str) -> str:
+    name = (by or "").strip()
+    if not name:
+        raise AcknowledgmentError("--by needs the name of who acknowledges")
+    return name
+
+
+def acknowledge(engine: sa.Engine, alert_id: int, by: str, note: str | None = None) -> None:
+    """Acknowledge one alert; unknown and already-acknowledged ids are errors."""
+    name = _check_name(by)
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(alerts.c.acknowledged, alerts.c.acknowledged_by, alerts.c.acknowledged_at)
+            .where(alerts.c.id == alert_id)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise AcknowledgmentError(f"alert {alert_id} does not exist")
+        if row.acknowledged:
+            raise AcknowledgmentError(
+                f"alert {alert_id} was already acknowledged by {row.acknowledged_by} "
+                f"at {row.acknowledged_at}"
+            )
+        conn.execute(
+            alerts.update().where(alerts.c.id == alert_id).values(
+                acknowledged=True, acknowledged_by=name, acknowledged_at=utcnow(),
+                ack_note=note,
+            )
+        )
+
+
+def acknowledge_older(
+    engine: sa.Engine, severity: str, older_than_days: int, by: str, today: date | None = None
+) -> int:
+    """The guide's bulk clean-up: acknowledge open alerts of a severity older than N days."""
+    name = _check_name(by)
+    if severity not in SEVERITIES:
+        raise AcknowledgmentError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    if older_than_days < 0:
+        raise AcknowledgmentError(f"--older-than {older_than_days} must not be negative")
+    cutoff = (today or utcnow().date()) - timedelta(days=older_than_days)
+    with engine.begin() as conn:
+        return conn.execute(
+            alerts.update()
+            .where(alerts.c.severity == severity, alerts.c.alert_date < cutoff,
+                   alerts.c.acknowledged.is_(False))
+            .values(acknowledged=True, acknowledged_by=name, acknowledged_at=utcnow())
+        ).rowcount
