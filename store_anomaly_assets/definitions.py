@@ -14,6 +14,7 @@ from store_anomaly_assets.resources import (
     database_resources,
 )
 from store_anomaly_assets.schedules import daily_store_anomaly_schedule, log_rotation_schedule
+from store_anomaly_assets.sensors import ALL_SENSORS
 from store_anomaly_assets.settings import Settings
 
 
@@ -26,6 +27,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=ALL_CHECKS,
         jobs=[store_anomaly_job, log_rotation_job],
         schedules=[daily_store_anomaly_schedule, log_rotation_schedule],
+        sensors=ALL_SENSORS,
         # Runs the UI launches (backfills of any asset selection) execute in one process,
         # like the job: a subprocess per step would cost seconds of start-up each.
         executor=dg.in_process_executor,

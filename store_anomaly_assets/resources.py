@@ -177,6 +177,24 @@ class AnomalySettings(dg.ConfigurableResource):
     sigma_critical: float = 3.0
     dow_weeks: int = 8
     active_stores: list[int] = Field(default_factory=list, description="Allow-list; empty: all")
+    baseline_masking: bool = Field(
+        default=SpcSettings.baseline_masking,
+        description="Leave days beyond SIGMA_CRITICAL out of later baselines",
+    )
+    rebaseline_days: int = Field(
+        default=SpcSettings.rebaseline_days,
+        description="Consecutive masked days on one side that re-baseline to the new level",
+    )
+    alert_profile: str = Field(default=SpcSettings.alert_profile, description="guide or quiet")
+    known_events: str = Field(default=SpcSettings.known_events,
+                              description="Built-in known-event calendar: us or none")
+    known_events_file: str | None = Field(
+        default=None, description="CSV of planned closures and promotions"
+    )
+    known_event_alerts: str = Field(default=SpcSettings.known_event_alerts,
+                                    description="mark (INFO, EVENT:) or suppress")
+    labor_cost_per_hour: float = Field(default=SpcSettings.labor_cost_per_hour,
+                                       description="USD per labor hour, for impact_usd")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AnomalySettings":
@@ -187,6 +205,13 @@ class AnomalySettings(dg.ConfigurableResource):
             sigma_critical=spc.sigma_critical,
             dow_weeks=spc.dow_weeks,
             active_stores=list(settings.active_stores),
+            baseline_masking=spc.baseline_masking,
+            rebaseline_days=spc.rebaseline_days,
+            alert_profile=spc.alert_profile,
+            known_events=spc.known_events,
+            known_events_file=spc.known_events_file,
+            known_event_alerts=spc.known_event_alerts,
+            labor_cost_per_hour=spc.labor_cost_per_hour,
         )
 
     @property
@@ -196,6 +221,13 @@ class AnomalySettings(dg.ConfigurableResource):
             sigma_warning=self.sigma_warning,
             sigma_critical=self.sigma_critical,
             dow_weeks=self.dow_weeks,
+            baseline_masking=self.baseline_masking,
+            rebaseline_days=self.rebaseline_days,
+            alert_profile=self.alert_profile,
+            known_events=self.known_events,
+            known_events_file=self.known_events_file,
+            known_event_alerts=self.known_event_alerts,
+            labor_cost_per_hour=self.labor_cost_per_hour,
         )
 
 

@@ -108,8 +108,38 @@ class SpcSettings:
     inspection_warning: float = 80.0
     # Health takes the latest inspection within this many days as the quality dimension.
     quality_lookback_days: int = 30
+    # Detection quality (issue 3, docs/detection.md). BASELINE_MASKING: days beyond
+    # SIGMA_CRITICAL are left out of later baselines (day-of-week factor and rolling
+    # mean/std), until REBASELINE_DAYS consecutive masked days on one side say the level
+    # has changed for good: those days are then taken back into the baseline.
+    baseline_masking: bool = False
+    rebaseline_days: int = 7
+    # ALERT_PROFILE: "guide" (DESIGN section 5) or "quiet" (no single-point 2-sigma
+    # WARNING, no INFO alerts, known-event days suppressed rather than marked).
+    alert_profile: str = "guide"
+    # KNOWN_EVENTS: built-in calendar ("us" public holidays, or "none");
+    # KNOWN_EVENTS_FILE: CSV of closures/promotions (stats/calendar.py).
+    known_events: str = "us"
+    known_events_file: str | None = None
+    # KNOWN_EVENT_ALERTS: "mark" keeps an event day's alert as INFO, prefixed EVENT:, so
+    # it pages nobody; "suppress" leaves the score without severity and raises no alert.
+    known_event_alerts: str = "mark"
+    # LABOR_COST_PER_HOUR (USD): prices staffing and production-time gaps in impact_usd.
+    labor_cost_per_hour: float = 20.0
 
     def __post_init__(self) -> None:
+        if self.alert_profile not in ("guide", "quiet"):
+            raise SettingsError(
+                f"ALERT_PROFILE ({self.alert_profile!r}) must be 'guide' or 'quiet'"
+            )
+        if self.known_events not in ("us", "none"):
+            raise SettingsError(f"KNOWN_EVENTS ({self.known_events!r}) must be 'us' or 'none'")
+        if self.known_event_alerts not in ("mark", "suppress"):
+            raise SettingsError(
+                f"KNOWN_EVENT_ALERTS ({self.known_event_alerts!r}) must be 'mark' or 'suppress'"
+            )
+        if self.rebaseline_days < 1:
+            raise SettingsError(f"REBASELINE_DAYS ({self.rebaseline_days}) must be at least 1")
         if self.sigma_warning >= self.sigma_critical:
             raise SettingsError(
                 f"SIGMA_WARNING ({self.sigma_warning}) must be below "
@@ -130,7 +160,22 @@ class SpcSettings:
         The day-of-week factor of each baseline day looks `dow_weeks` weeks further back,
         and WE4/WE5 look 8 days back on the z series.
         """
-        return self.rolling_window + 7 * self.dow_weeks + 10
+        extra = self.rolling_window if self.baseline_masking else 0  # masks warm up
+        return self.rolling_window + 7 * self.dow_weeks + 10 + extra
+
+    @property
+    def single_point_warning(self) -> bool:
+        """The guide's |z| > SIGMA_WARNING WARNING on one day; off in the quiet profile."""
+        return self.alert_profile == "guide"
+
+    @property
+    def info_alerts(self) -> bool:
+        """WE5 (sustained decline) raises INFO alerts; off in the quiet profile."""
+        return self.alert_profile == "guide"
+
+    @property
+    def suppress_known_events(self) -> bool:
+        return self.alert_profile == "quiet" or self.known_event_alerts == "suppress"
 
     @classmethod
     def from_env(cls) -> SpcSettings:
@@ -139,6 +184,13 @@ class SpcSettings:
             sigma_warning=_float("SIGMA_WARNING", 2.0),
             sigma_critical=_float("SIGMA_CRITICAL", 3.0),
             dow_weeks=_int("DOW_WEEKS", 8),
+            baseline_masking=_bool("BASELINE_MASKING", cls.baseline_masking),
+            rebaseline_days=_int("REBASELINE_DAYS", cls.rebaseline_days),
+            alert_profile=(_get("ALERT_PROFILE", cls.alert_profile) or "").lower(),
+            known_events=(_get("KNOWN_EVENTS", cls.known_events) or "").lower(),
+            known_events_file=_get("KNOWN_EVENTS_FILE"),
+            known_event_alerts=(_get("KNOWN_EVENT_ALERTS", cls.known_event_alerts) or "").lower(),
+            labor_cost_per_hour=_float("LABOR_COST_PER_HOUR", cls.labor_cost_per_hour),
         )
 
 
@@ -170,6 +222,35 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """Alert notifications (sensors.py, notifications.py).
+
+    Who receives what is in the routing file; these settings say where that file is and
+    how the sensors behave. Without a routing file the sensors send nothing.
+    """
+
+    routing_file: Path = Path("config/routing.yaml")
+    interval_seconds: int = 300
+    lookback_days: int = 7
+    sensors_enabled: bool = True
+    timeout_seconds: int = 30
+    max_alerts_per_message: int = 50
+    webserver_url: str | None = None
+
+    @classmethod
+    def from_env(cls) -> NotifySettings:
+        return cls(
+            routing_file=Path(_get("NOTIFY_ROUTING_FILE", "config/routing.yaml")).absolute(),
+            interval_seconds=_int("NOTIFY_INTERVAL_SECONDS", 300, minimum=30),
+            lookback_days=_int("NOTIFY_LOOKBACK_DAYS", 7),
+            sensors_enabled=_bool("NOTIFY_SENSORS_ENABLED", True),
+            timeout_seconds=_int("NOTIFY_TIMEOUT_SECONDS", 30),
+            max_alerts_per_message=_int("NOTIFY_MAX_ALERTS_PER_MESSAGE", 50),
+            webserver_url=(_get("DAGSTER_WEBSERVER_URL") or "").rstrip("/") or None,
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     partition_start: date
     business_timezone: str
@@ -179,6 +260,7 @@ class Settings:
     schedule_enabled: bool
     log_retention_days: int
     spc: SpcSettings
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @property
     def databases(self) -> dict[str, DatabaseSettings]:
@@ -215,4 +297,5 @@ class Settings:
             schedule_enabled=_bool("DAILY_SCHEDULE_ENABLED", True),
             log_retention_days=_int("LOG_RETENTION_DAYS", 90),
             spc=SpcSettings.from_env(),
+            notify=NotifySettings.from_env(),
         )

@@ -15,7 +15,7 @@ import polars as pl
 from store_anomaly_assets.partitions import daily_partitions, partition_dates
 from store_anomaly_assets.resources import AnomalySettings, Database, RunLock
 from store_anomaly_assets.stats import alerts as alert_stats
-from store_anomaly_assets.stats import health, kpis, spc
+from store_anomaly_assets.stats import calendar, health, kpis, spc
 from store_anomaly_assets.storage import reads, schema
 from store_anomaly_assets.storage.pipeline_log import logged_step, utcnow, write_log_row
 from store_anomaly_assets.storage.writes import merge_alerts, replace_range
@@ -104,7 +104,11 @@ def store_anomaly_scores(
         )
         first_dates = reads.read_first_dates(engine, store_ids)
         long = spc.to_long(history)
-        zscores = spc.compute_zscores(long, first_dates, settings)
+        events = calendar.known_events(
+            store_ids, start - timedelta(days=settings.history_days), end,
+            settings.known_events, settings.known_events_file,
+        )
+        zscores = spc.compute_zscores(long, first_dates, settings, events)
         step.rows_affected = zscores.filter(
             pl.col("metric_date").is_between(start, end) & pl.col("z_score").is_not_null()
         ).height
@@ -198,7 +202,7 @@ def store_anomaly_alerts(
             reads.read_first_dates(engine, store_ids),
             settings.rolling_window,
         )
-        alerts = alert_stats.build_alerts(scores)
+        alerts = alert_stats.build_alerts(scores, settings)
         merged = merge_alerts(engine, alerts, start, end, store_ids, context.run.run_id, utcnow())
         step.rows_affected = merged.inserted + merged.updated
     # Step 11 closes the run's log: what the graph did, in one row.

@@ -142,6 +142,11 @@ class ChainSpec:
     late_fraction: float = 1.0
     late_store: int | None = None  # None: no late records
     late_date: date = date(2026, 2, 10)
+    # In-control options for detection benchmarks (defaults leave the draws unchanged):
+    # AR(1) coefficient of the day-to-day demand shock (0: independent days) and its
+    # log-scale standard deviation (None: the generator's 5%).
+    noise_ar: float = 0.0
+    noise_sigma: float | None = None
 
 
 @dataclass
@@ -356,6 +361,8 @@ def _store_orders(
 
     r_days = rng(1)
     noise = r_days.lognormal(-(_DAY_NOISE_SIGMA**2) / 2, _DAY_NOISE_SIGMA, len(days))
+    if spec.noise_ar or spec.noise_sigma is not None:
+        noise = _shape_noise(noise, spec.noise_ar, spec.noise_sigma)
     # An incident replaces the day's ordinary demand shock, so the injected drop is the
     # size the ground truth states (up to Poisson noise), not masked by a lucky day.
     noise = np.where(eff.sales < 1.0, 1.0, noise)
@@ -443,6 +450,24 @@ def _store_orders(
         }
     )
     return orders, production
+
+
+def _shape_noise(noise: np.ndarray, ar: float, sigma: float | None) -> np.ndarray:
+    """The same lognormal shocks, made AR(1)-correlated and/or rescaled.
+
+    The standardised log shocks e_t are filtered as y_t = ar*y_(t-1) + sqrt(1-ar^2)*e_t,
+    which keeps each day's marginal distribution (mean 1, log-sd `sigma`).
+    """
+    if not -1 < ar < 1:
+        raise ValueError("noise_ar must be in (-1, 1)")
+    sd = _DAY_NOISE_SIGMA if sigma is None else sigma
+    e = (np.log(noise) + _DAY_NOISE_SIGMA**2 / 2) / _DAY_NOISE_SIGMA
+    y = np.empty_like(e)
+    prev = 0.0
+    for i, ei in enumerate(e):
+        prev = ar * prev + np.sqrt(1 - ar * ar) * ei if i else ei
+        y[i] = prev
+    return np.exp(-(sd**2) / 2 + sd * y)
 
 
 def _store_schedules(

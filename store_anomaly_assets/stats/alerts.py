@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from store_anomaly_assets.settings import SpcSettings
+from store_anomaly_assets.stats.calendar import EVENT_PREFIX
 from store_anomaly_assets.stats.spc import METRICS
 
 ALERT_COLUMNS = [
@@ -116,7 +118,10 @@ def describe(row: dict) -> tuple[str, str]:
     weekday_en, weekday_zh = WEEKDAYS[day.weekday()]
     value, expected = row["metric_value"], row["expected_value"]
     value_s, expected_s = _format(value, label.unit), _format(expected, label.unit)
-    rules = [r for r in (row["rules_violated"] or "").split(",") if r]
+    rules_text = row["rules_violated"] or ""
+    if rules_text.startswith(EVENT_PREFIX):
+        return _describe_event(row, label, rules_text)
+    rules = [r for r in rules_text.split(",") if r]
     rules_en = "; ".join(RULE_WORDS[r][0] if r in RULE_WORDS else r for r in rules)
     rules_zh = "；".join(RULE_WORDS[r][1] if r in RULE_WORDS else r for r in rules)
     if row["metric_name"] == "inspection_score":
@@ -137,6 +142,31 @@ def describe(row: dict) -> tuple[str, str]:
     return en, zh
 
 
+def _describe_event(row: dict, label: Label, rules_text: str) -> tuple[str, str]:
+    """A known-event day (stats/calendar.py): the gap, and that it was expected."""
+    name = rules_text[len(EVENT_PREFIX):].split(",")[0]
+    day = row["alert_date"]
+    weekday_en, weekday_zh = WEEKDAYS[day.weekday()]
+    value, expected = row["metric_value"], row["expected_value"]
+    value_s, expected_s = _format(value, label.unit), _format(expected, label.unit)
+    gap = (value - expected) / expected * 100 if expected else None
+    gap_en = f", {abs(gap):.1f}% {'below' if gap < 0 else 'above'} a usual {weekday_en} " \
+        f"({expected_s})" if gap is not None else ""
+    gap_zh = f"，比平常{weekday_zh}（{expected_s}）{'低' if gap < 0 else '高'} {abs(gap):.1f}%" \
+        if gap is not None else ""
+    en = (f"{label.en} was {value_s} on {weekday_en} {day}{gap_en}. Expected: known event "
+          f"'{name}', left out of the baselines; no action needed.")
+    zh = f"{day}（{weekday_zh}）{label.zh}为 {value_s}{gap_zh}。已知事件“{name}”，属预期情况，不计入基线，无需处理。"
+    return en, zh
+
+
+EVENT_ACTION = (
+    "No action needed: a known event (holiday, planned closure or promotion). Compare with "
+    "the same event last year in the weekly review.",
+    "无需处理：已知事件（节假日、计划停业或促销）。在每周复盘中与去年同一事件对比即可。",
+)
+
+
 def recommend(severity: str, metric_name: str) -> tuple[str, str]:
     """The guide's response for the severity, with the checks for the metric's dimension."""
     check_en, check_zh = _CHECKS[METRICS[metric_name].dimension]
@@ -144,8 +174,65 @@ def recommend(severity: str, metric_name: str) -> tuple[str, str]:
     return en.format(check=check_en), zh.format(check=check_zh)
 
 
-def build_alerts(scores: pl.DataFrame) -> pl.DataFrame:
-    """Alerts from scored rows (with `eligible`); only rows with a severity alert."""
+_CONTEXT_METRICS = ("revenue", "order_count", "aov", "production_count", "scheduled_hours",
+                    "headcount")
+
+
+def _impact_context(scores: pl.DataFrame) -> pl.DataFrame:
+    """Per store and day: value and expected value (cl) of the metrics impact needs."""
+    key = ["store_id", "metric_date"]
+    ctx = scores.select(key).unique()
+    for m in _CONTEXT_METRICS:
+        part = scores.filter(pl.col("metric_name") == m).select(
+            *key, pl.col("metric_value").cast(pl.Float64).alias(f"{m}_v"),
+            pl.col("cl").cast(pl.Float64).alias(f"{m}_cl"),
+        ).unique(key)
+        ctx = ctx.join(part, on=key, how="left")
+    return ctx
+
+
+def impact_expr(settings: SpcSettings) -> pl.Expr:
+    """Estimated business impact in USD of an alert row joined with `_impact_context`.
+
+    Sales metrics: lost revenue (expected minus actual revenue, orders priced at the
+    expected average order value). Staffing: the labor hours out of line with the
+    expected (or, for orders per labor hour, with the orders served) times
+    `labor_cost_per_hour`. Production time: the extra bar time (seconds over expected
+    times drinks made) times the labor cost. Inspections: the day's expected revenue
+    times the points below the WARNING threshold, as a share (a rough risk proxy).
+    Never negative; NULL when the inputs are missing.
+    """
+    m, v, cl = pl.col("metric_name"), pl.col("metric_value"), pl.col("cl")
+    wage = pl.lit(settings.labor_cost_per_hour)
+    aov_ref = pl.coalesce(pl.col("aov_cl"), pl.col("aov_v"),
+                          pl.col("revenue_cl") / pl.col("order_count_cl"))
+    hours = pl.col("scheduled_hours_v")
+    per_head = hours / pl.col("headcount_v")
+    expected_revenue = pl.coalesce(pl.col("revenue_cl"), pl.col("revenue_v"))
+    usd = (
+        pl.when(m == "revenue").then(cl - v)
+        .when(m.is_in(["order_count", "production_count"])).then((cl - v) * aov_ref)
+        .when(m == "aov").then((cl - v) * pl.col("order_count_v"))
+        .when(m == "revenue_per_labor_hour").then((cl - v) * hours)
+        .when(m == "orders_per_labor_hour")
+        .then((pl.col("order_count_v") / cl - hours).abs() * wage)
+        .when(m == "scheduled_hours").then((v - cl).abs() * wage)
+        .when(m == "headcount").then((cl - v) * per_head * wage)
+        .when(m == "avg_production_seconds")
+        .then((v - cl) * pl.col("production_count_v") / 3600 * wage)
+        .when(m == "inspection_score")
+        .then(expected_revenue * (settings.inspection_warning - v) / 100)
+    )
+    return pl.max_horizontal(usd, pl.lit(0.0)).round(2)
+
+
+def build_alerts(scores: pl.DataFrame, settings: SpcSettings | None = None) -> pl.DataFrame:
+    """Alerts from scored rows (with `eligible`); only rows with a severity alert.
+
+    With `settings` every alert carries an estimated `impact_usd` (`impact_expr`) and
+    the alerts of a day are ordered by severity, then impact; without them only revenue
+    alerts carry one (the original contract, kept for callers that pass no settings).
+    """
     day_metric = ["metric_date", "metric_name"]
     scored = (pl.col("z_score").is_not_null()) | (
         (pl.col("metric_name") == "inspection_score") & pl.col("eligible")
@@ -161,22 +248,34 @@ def build_alerts(scores: pl.DataFrame) -> pl.DataFrame:
                           & (2 * pl.col("n_alerting") >= pl.col("n_scored")))
             .then(pl.lit("NETWORK")).otherwise(pl.lit("STORE")),
             expected_value=pl.col("cl"),
-            # Revenue lost against the weekday's expectation; other metrics have no
-            # direct dollar value yet.
+        )
+    )
+    if settings is None:
+        alerts = alerts.with_columns(
+            # Revenue lost against the weekday's expectation.
             impact_usd=pl.when(pl.col("metric_name") == "revenue")
             .then((pl.col("cl") - pl.col("metric_value")).round(2)),
         )
-        .rename({"metric_date": "alert_date"})
-    )
+    else:
+        alerts = alerts.join(_impact_context(scores), on=["store_id", "metric_date"],
+                             how="left").with_columns(impact_usd=impact_expr(settings))
+    alerts = alerts.rename({"metric_date": "alert_date"})
     if alerts.is_empty():
         return pl.DataFrame(schema={c: alerts.schema.get(c, pl.String) for c in ALERT_COLUMNS})
     texts = [describe(r) for r in alerts.select(
         "metric_name", "alert_date", "metric_value", "expected_value", "rules_violated", "z_score"
     ).iter_rows(named=True)]
-    actions = [recommend(s, m) for s, m in alerts.select("severity", "metric_name").iter_rows()]
+    actions = [
+        EVENT_ACTION if (r or "").startswith(EVENT_PREFIX) else recommend(s, m)
+        for s, m, r in alerts.select("severity", "metric_name", "rules_violated").iter_rows()
+    ]
     return alerts.with_columns(
         description_en=pl.Series([t[0] for t in texts], dtype=pl.String),
         description_zh=pl.Series([t[1] for t in texts], dtype=pl.String),
         recommended_action=pl.Series([a[0] for a in actions], dtype=pl.String),
         recommended_action_zh=pl.Series([a[1] for a in actions], dtype=pl.String),
-    ).select(ALERT_COLUMNS).sort("alert_date", "store_id", "metric_name")
+    ).select(ALERT_COLUMNS).sort(
+        pl.col("alert_date"), pl.col("severity").replace_strict(SEVERITY_ORDER),
+        pl.col("impact_usd"), pl.col("store_id"), pl.col("metric_name"),
+        descending=[False, False, True, False, False], nulls_last=True,
+    )

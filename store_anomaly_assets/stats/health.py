@@ -13,6 +13,7 @@ from datetime import timedelta
 import polars as pl
 
 from store_anomaly_assets.settings import SpcSettings
+from store_anomaly_assets.stats.calendar import EVENT_PREFIX
 from store_anomaly_assets.stats.spc import METRICS
 
 WEIGHTS: dict[str, float] = {"sales": 0.35, "operations": 0.25, "staffing": 0.25, "quality": 0.15}
@@ -80,8 +81,12 @@ def health_scores(
     dimension_of = pl.DataFrame(
         {"metric_name": list(METRICS), "dimension": [m.dimension for m in METRICS.values()]}
     )
+    # A known-event day's deviation is expected (stats/calendar.py): it does not count
+    # against the store's health.
+    expected = pl.col("rules_violated").fill_null("").str.starts_with(EVENT_PREFIX) if (
+        "rules_violated" in scores.columns) else pl.lit(False)
     dimensions = (
-        scores.filter(pl.col("adverse_z").is_not_null())
+        scores.filter(pl.col("adverse_z").is_not_null() & ~expected)
         .join(dimension_of, on="metric_name")
         .group_by("store_id", "metric_date", "dimension")
         .agg(metric_score(pl.col("adverse_z")).mean().alias("score"))

@@ -20,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from store_anomaly_assets.settings import SpcSettings
+from store_anomaly_assets.stats.calendar import EVENT_PREFIX
 
 Adverse = Literal["low", "high", "both"]
 
@@ -102,16 +104,23 @@ def _complete_calendar(long: pl.DataFrame) -> pl.DataFrame:
 
 
 def _baseline(settings: SpcSettings) -> list[list[pl.Expr]]:
-    """Stages of expressions computing dow_factor, the baseline and z."""
+    """Stages of expressions computing dow_factor, the baseline and z.
+
+    Baselines read `base_value`: the value, or NULL on a known-event day, so an event
+    day is scored but never shapes another day's expectation.
+    """
     x = pl.col("metric_value")
+    base = pl.col("base_value")
     weeks = settings.dow_weeks
-    all_mean = x.shift(1).rolling_mean(7 * weeks, min_samples=1).over(_SERIES)
-    weekday_mean = x.shift(1).rolling_mean(weeks, min_samples=1).over([*_SERIES, "weekday"])
+    all_mean = base.shift(1).rolling_mean(7 * weeks, min_samples=1).over(_SERIES)
+    weekday_mean = base.shift(1).rolling_mean(weeks, min_samples=1).over(
+        [*_SERIES, "weekday"]
+    )
     factor = (
         pl.when((all_mean > 0) & (weekday_mean > 0)).then(weekday_mean / all_mean).otherwise(1.0)
     )
     window, min_n = settings.rolling_window, settings.min_baseline_values
-    prior = pl.col("adjusted").shift(1)
+    prior = pl.when(base.is_not_null()).then(pl.col("adjusted")).shift(1)
     mean = prior.rolling_mean(window, min_samples=min_n).over(_SERIES)
     std = prior.rolling_std(window, min_samples=min_n, ddof=1).over(_SERIES)
     count = prior.is_not_null().cast(pl.Int32).rolling_sum(window, min_samples=1).over(_SERIES)
@@ -119,13 +128,96 @@ def _baseline(settings: SpcSettings) -> list[list[pl.Expr]]:
         [pl.col("metric_date").dt.weekday().alias("weekday")],
         [factor.alias("dow_factor")],
         [(x / pl.col("dow_factor")).alias("adjusted")],
-        [mean.alias("baseline_mean"), std.alias("baseline_std"), count.alias("baseline_n")],
+        [mean.alias("baseline_mean"), std.alias("baseline_std"), count.alias("baseline_n"),
+         pl.lit(False).alias("masked")],
     ]
+
+
+def _masked_series(
+    x: np.ndarray, event: np.ndarray, eligible: np.ndarray, settings: SpcSettings
+) -> tuple[np.ndarray, ...]:
+    """Section 5 steps 1-3 for one series, day by day, with baseline masking.
+
+    The same formulas as `_baseline`, except that a day whose |z| exceeds
+    `sigma_critical` is masked: left out of every later day-of-week factor and baseline.
+    Re-baselining: when `rebaseline_days` consecutive masked days lie on the same side
+    (days without a value or known events neither extend nor break the run), the level
+    has changed for good; those days are unmasked, so the baseline moves to the new level
+    and the alerts stop within a bounded number of days (docs/detection.md).
+    """
+    n = len(x)
+    weeks, window = settings.dow_weeks, settings.rolling_window
+    min_n, crit = settings.min_baseline_values, settings.sigma_critical
+    use = ~np.isnan(x) & ~event  # may shape later baselines
+    factor = np.ones(n)
+    adjusted = np.full(n, np.nan)
+    mean = np.full(n, np.nan)
+    std = np.full(n, np.nan)
+    count = np.zeros(n, dtype=np.int32)
+    masked = np.zeros(n, dtype=bool)
+    run: list[int] = []
+    run_side = 0.0
+    for i in range(n):
+        lo = max(0, i - 7 * weeks)
+        hist = x[lo:i][use[lo:i]]
+        if hist.size:
+            same = np.arange(i - 7, lo - 1, -7)
+            same = same[use[same]]
+            all_mean = hist.mean()
+            weekday_mean = x[same].mean() if same.size else np.nan
+            if all_mean > 0 and weekday_mean > 0:
+                factor[i] = weekday_mean / all_mean
+        adjusted[i] = x[i] / factor[i]
+        lo = max(0, i - window)
+        prior = adjusted[lo:i][use[lo:i]]
+        count[i] = prior.size
+        if prior.size >= min_n:
+            mean[i] = prior.mean()
+            std[i] = prior.std(ddof=1)
+        if np.isnan(x[i]) or event[i]:
+            continue
+        z = np.nan
+        if eligible[i] and not np.isnan(mean[i]) and std[i] > 1e-9 * max(abs(mean[i]), 1.0):
+            z = (adjusted[i] - mean[i]) / std[i]
+        if abs(z) > crit:  # NaN compares False
+            side = float(np.sign(z))
+            if side != run_side:
+                run, run_side = [], side
+            use[i] = False
+            masked[i] = True
+            run.append(i)
+            if len(run) >= settings.rebaseline_days:
+                use[run] = True
+                masked[run] = False
+                run, run_side = [], 0.0
+        else:
+            run, run_side = [], 0.0
+    return factor, adjusted, mean, std, count, masked
+
+
+def _masked_baseline(frame: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame:
+    """`_baseline` with masking, series by series (the masks make it sequential)."""
+    parts = []
+    for part in frame.partition_by(_SERIES, maintain_order=True):
+        x = part["metric_value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        event = part["base_value"].is_null().to_numpy() & ~np.isnan(x)
+        eligible = part["eligible"].fill_null(False).to_numpy()
+        factor, adjusted, mean, std, count, masked = _masked_series(x, event, eligible,
+                                                                    settings)
+        parts.append(part.with_columns(
+            pl.Series("dow_factor", factor),
+            pl.Series("adjusted", adjusted).fill_nan(None),
+            pl.Series("baseline_mean", mean).fill_nan(None),
+            pl.Series("baseline_std", std).fill_nan(None),
+            pl.Series("baseline_n", count, dtype=pl.Int32),
+            pl.Series("masked", masked),
+        ))
+    return pl.concat(parts) if parts else frame
 
 
 def _rule_flags(settings: SpcSettings) -> list[pl.Expr]:
     """Western Electric flags per side, on the day that completes the pattern."""
-    z = [pl.col("z_score").shift(i).over(_SERIES) for i in range(8)]
+    z = [pl.col("z_rules").shift(i).over(_SERIES) for i in range(8)]
 
     def complete(k: int) -> pl.Expr:
         return pl.all_horizontal([zi.is_not_null() for zi in z[:k]])
@@ -171,6 +263,7 @@ def _rules_text(settings: SpcSettings) -> pl.Expr:
     threshold_only = (
         (pl.col("adverse_z") > settings.sigma_warning)
         & ~pl.any_horizontal([pl.col(f"we_rule_{n}") for n in range(1, 5)])
+        & pl.lit(settings.single_point_warning or False)
     )
     tokens = [
         pl.when(pl.col(f"we_rule_{n}")).then(pl.lit(f"WE{n}")) for n in range(1, 6)
@@ -180,21 +273,40 @@ def _rules_text(settings: SpcSettings) -> pl.Expr:
 
 
 def compute_zscores(
-    long: pl.DataFrame, first_dates: pl.DataFrame, settings: SpcSettings
+    long: pl.DataFrame,
+    first_dates: pl.DataFrame,
+    settings: SpcSettings,
+    events: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Step 7: dow_factor, baseline, z and limits for every SPC series, every calendar day.
 
     `long` is `to_long(kpis)` over the history the settings need (`history_days` before
     the first day to score). Days without a value stay in the result (with a NULL z) so
-    that `evaluate_rules` sees the gaps that break runs.
+    that `evaluate_rules` sees the gaps that break runs. `events` (store_id, metric_date,
+    event; see stats/calendar.py) are known-event days: left out of every baseline and
+    carried in the `event` column. With `settings.baseline_masking`, days beyond
+    `sigma_critical` are left out of later baselines too (`masked`).
     """
     spc = long.filter(pl.col("metric_name").is_in(SPC_METRICS))
     if spc.is_empty():
         return _empty_scores().drop("eligible", "adverse_z")
     frame = _complete_calendar(spc)
-    for stage in _baseline(settings):
-        frame = frame.with_columns(stage)
+    if events is not None and not events.is_empty():
+        frame = frame.join(
+            events.select("store_id", "metric_date", pl.col("event").cast(pl.String)),
+            on=["store_id", "metric_date"], how="left",
+        ).sort([*_SERIES, "metric_date"])
+    else:
+        frame = frame.with_columns(event=pl.lit(None, dtype=pl.String))
+    frame = frame.with_columns(
+        base_value=pl.when(pl.col("event").is_null()).then(pl.col("metric_value"))
+    )
     frame = with_eligibility(frame, first_dates, settings.rolling_window)
+    if settings.baseline_masking:
+        frame = _masked_baseline(frame, settings)
+    else:
+        for stage in _baseline(settings):
+            frame = frame.with_columns(stage)
     mean, std, factor = pl.col("baseline_mean"), pl.col("baseline_std"), pl.col("dow_factor")
     has_baseline = pl.col("eligible") & mean.is_not_null() & std.is_not_null()
     # Zero spread (constant history) gives no z rather than an infinite one.
@@ -230,20 +342,43 @@ def evaluate_rules(zscores: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame
     """
     if zscores.is_empty():
         return _empty_scores()
-    frame = with_adverse_z(zscores).with_columns(_rule_flags(settings)).with_columns(
+    if "event" not in zscores.columns:
+        zscores = zscores.with_columns(event=pl.lit(None, dtype=pl.String))
+    event = pl.col("event")
+    # A known-event day's z stays on its row but is left out of every run (NULL).
+    frame = with_adverse_z(zscores).with_columns(
+        z_rules=pl.when(event.is_null()).then(pl.col("z_score"))
+    ).with_columns(_rule_flags(settings)).with_columns(
         [_adverse(f"we{n}").alias(f"we_rule_{n}") for n in range(1, 6)]
     )
-    critical = (pl.col("adverse_z") > settings.sigma_critical) | pl.col("we_rule_1")
-    warning = (pl.col("adverse_z") > settings.sigma_warning) | pl.any_horizontal(
-        [pl.col(f"we_rule_{n}") for n in (2, 3, 4)]
+    adverse_z = pl.col("adverse_z")
+    critical = (adverse_z > settings.sigma_critical) | pl.col("we_rule_1")
+    warning = pl.any_horizontal([pl.col(f"we_rule_{n}") for n in (2, 3, 4)])
+    if settings.single_point_warning:
+        warning = warning | (adverse_z > settings.sigma_warning)
+    info = pl.col("we_rule_5") if settings.info_alerts else pl.lit(False)
+    # On a known-event day only the day's own deviation counts, and it pages nobody:
+    # INFO marked EVENT:<name>, or no severity at all when suppressed.
+    event_fired = adverse_z > settings.sigma_warning
+    event_text = pl.concat_str(
+        [pl.lit(EVENT_PREFIX), event,
+         pl.when(adverse_z > settings.sigma_critical).then(pl.lit(",Z>3"))
+         .when(event_fired).then(pl.lit(",Z>2")).otherwise(pl.lit(""))]
+    ).str.slice(0, 64)
+    event_severity = (
+        pl.lit(None, dtype=pl.String) if settings.suppress_known_events
+        else pl.when(event_fired).then(pl.lit("INFO"))
     )
     return (
         frame.filter(pl.col("metric_value").is_not_null())
         .with_columns(
-            severity=pl.when(critical).then(pl.lit("CRITICAL"))
+            severity=pl.when(event.is_not_null()).then(event_severity)
+            .when(critical).then(pl.lit("CRITICAL"))
             .when(warning).then(pl.lit("WARNING"))
-            .when(pl.col("we_rule_5")).then(pl.lit("INFO")),
-            rules_violated=_rules_text(settings),
+            .when(info).then(pl.lit("INFO")),
+            rules_violated=pl.when(event.is_not_null())
+            .then(pl.when(event_fired).then(event_text))
+            .otherwise(_rules_text(settings)),
         )
         .select([*SCORE_COLUMNS, "eligible", "adverse_z"])
     )
@@ -292,11 +427,14 @@ def _empty_scores() -> pl.DataFrame:
 
 
 def score_metrics(
-    kpis: pl.DataFrame, first_dates: pl.DataFrame, settings: SpcSettings
+    kpis: pl.DataFrame,
+    first_dates: pl.DataFrame,
+    settings: SpcSettings,
+    events: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Steps 7-8 for every metric of `kpis`: SPC metrics and inspection thresholds."""
     long = to_long(kpis)
-    scored = evaluate_rules(compute_zscores(long, first_dates, settings), settings)
+    scored = evaluate_rules(compute_zscores(long, first_dates, settings, events), settings)
     return pl.concat(
         [scored, score_inspections(long, first_dates, settings)], how="vertical_relaxed"
     ).sort("store_id", "metric_date", "metric_name")

@@ -1,0 +1,405 @@
+"""Dagster sensors that notify people: store alerts, failed checks, failed runs.
+
+- `store_anomaly_alert_notifier` (every NOTIFY_INTERVAL_SECONDS): reads the un-notified,
+  unacknowledged alerts from the analytics database, routes them through the routing
+  file (notifications.py), sends, and sets `notified_at` once every channel an alert was
+  routed to has it. CRITICAL goes out on the first tick after it appears, WARNING in the
+  daily digest, INFO in the weekly one (times in the routing file's `schedule`).
+- `store_anomaly_check_failure_notifier`: tells the data team about FAILED asset checks.
+  A failed check does not fail its run, so run-failure sensors never see it; this one
+  reads the check evaluations of every run that ended since its cursor.
+- `store_anomaly_run_failure_notifier` (a `run_failure_sensor`): tells the data team
+  about failed runs.
+
+None of them launches a run, so there is no job to add. Each is built by a factory whose
+clock, routing file and sender can be replaced in tests.
+
+Not `from __future__ import annotations`: Dagster finds a sensor's resources from its
+parameters' annotations, which must be real classes.
+"""
+
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+from dagster import DagsterEventType
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+
+from store_anomaly_assets import notifications as nf
+from store_anomaly_assets.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+from store_anomaly_assets.resources import Database
+from store_anomaly_assets.settings import NotifySettings, Settings
+from store_anomaly_assets.sources.extraction import load_store_master
+
+_settings = Settings.from_env()
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _status(enabled: bool) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if enabled else dg.DefaultSensorStatus.STOPPED
+
+
+def _load_routing(path: Path, timezone: str) -> nf.Routing | None:
+    """The routing file, or None when there is none (notifications are then off)."""
+    if not path.exists():
+        return None
+    return nf.load_routing(path, default_timezone=timezone)
+
+
+def _range_of(tags: dict[str, str]) -> str | None:
+    if RANGE_START_TAG in tags:
+        return f"{tags[RANGE_START_TAG]}..{tags.get(RANGE_END_TAG, '')}"
+    return tags.get(PARTITION_TAG)
+
+
+def _load_cursor(raw: str | None) -> dict:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# --------------------------------------------------------------------------------------
+# Store alerts
+
+
+def alert_notification_tick(
+    analytics: Database,
+    opshop: Database | None,
+    routing: nf.Routing,
+    cursor: dict,
+    now: datetime,
+    notify: NotifySettings,
+    sender: nf.Sender = nf.send,
+    log=nf.log,
+) -> tuple[dict, str]:
+    """One evaluation of the alert sensor: returns the new cursor and a summary.
+
+    The cursor holds the last digest slot completed per cadence and, for alerts that
+    reached only some of their channels, the channels that have them.
+    """
+    digests = dict(cursor.get("digests") or nf.initial_digest_state(routing.schedule, now))
+    delivered: dict[str, list[str]] = dict(cursor.get("delivered") or {})
+    due = nf.due_cadences(routing.schedule, now, digests)
+    severities = [s for s, step in routing.escalation.items() if step.cadence in due]
+    today = now.astimezone(ZoneInfo(routing.schedule.timezone)).date()
+    since: date = today - timedelta(days=notify.lookback_days)
+
+    engine = analytics.engine()
+    alerts = nf.read_pending_alerts(engine, severities, since)
+    stores = None
+    if alerts.height and opshop is not None:
+        stores = load_store_master(opshop.engine())
+    plan = nf.plan_alert_notifications(
+        alerts, routing, delivered, stores, notify.max_alerts_per_message
+    )
+    # Forget partial deliveries of alerts that are no longer pending at that severity
+    # (acknowledged, removed by a recompute, escalated, aged out).
+    delivered = {
+        t: v for t, v in delivered.items()
+        if t in plan.required or nf.parse_alert_token(t)[1] not in severities
+    }
+    results = nf.deliver(plan.messages, sender, notify.timeout_seconds)
+    delivered = nf.record_deliveries(delivered, plan.messages, results)
+    done = nf.settle(plan.required, delivered)
+    marked = nf.mark_notified(engine, done, now) if done else 0
+    delivered = {t: v for t, v in delivered.items() if t not in set(done)}
+
+    # A digest slot is complete when every alert of its cadence reached all its channels.
+    for cadence, slot in due.items():
+        if slot is None:
+            continue
+        cadence_severities = {
+            s for s, step in routing.escalation.items() if step.cadence == cadence
+        }
+        pending = [t for t in plan.required
+                   if nf.parse_alert_token(t)[1] in cadence_severities and t not in done]
+        if not pending:
+            digests[cadence] = slot
+
+    failed = results.count(False)
+    if failed:
+        log.error(f"{failed} of {len(results)} alert message(s) failed; retried next tick")
+    if plan.unrouted:
+        log.warning(
+            f"{len(plan.unrouted)} alert(s) match no recipient in the routing file "
+            f"(e.g. {plan.unrouted[:3]}); they stay un-notified"
+        )
+    summary = (
+        f"due: {', '.join(due)}; {alerts.height} pending alert(s); sent "
+        f"{len(results) - failed}/{len(results)} message(s); {marked} alert(s) marked "
+        f"notified; {len(plan.unrouted)} unrouted"
+    )
+    return {"digests": digests, "delivered": delivered}, summary
+
+
+def build_alert_notification_sensor(
+    name: str = "store_anomaly_alert_notifier",
+    routing_file: str | Path | None = None,
+    clock: Clock = _utc_now,
+    sender: nf.Sender = nf.send,
+    notify: NotifySettings | None = None,
+    timezone: str | None = None,
+) -> dg.SensorDefinition:
+    """The alert sensor; tests pass their own routing file, clock and settings."""
+    notify = notify or _settings.notify
+    path = Path(routing_file) if routing_file else notify.routing_file
+    tz = timezone or _settings.business_timezone
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=notify.interval_seconds,
+        default_status=_status(notify.sensors_enabled),
+        description="Sends un-notified store anomaly alerts to the people in the routing file "
+        "(CRITICAL at once, WARNING daily, INFO weekly) and sets notified_at.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, analytics: Database, opshop: Database):
+        routing = _load_routing(path, tz)
+        if routing is None:
+            return dg.SkipReason(f"no routing file at {path} (NOTIFY_ROUTING_FILE)")
+        cursor, summary = alert_notification_tick(
+            analytics, opshop, routing, _load_cursor(context.cursor), clock(), notify,
+            sender, context.log,
+        )
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
+        return dg.SkipReason(summary)
+
+    return _sensor
+
+
+# --------------------------------------------------------------------------------------
+# The data team: failed asset checks
+
+
+_RUN_END_EVENTS = (
+    DagsterEventType.RUN_SUCCESS,
+    DagsterEventType.RUN_FAILURE,
+    DagsterEventType.RUN_CANCELED,
+)
+
+
+def _latest_run_end(instance: dg.DagsterInstance) -> int:
+    latest = -1
+    for event_type in _RUN_END_EVENTS:
+        records = instance.fetch_run_status_changes(event_type, limit=1).records
+        if records:
+            latest = max(latest, records[0].storage_id)
+    return latest
+
+
+def _ended_runs(instance: dg.DagsterInstance, after: int, limit: int) -> tuple[list, int]:
+    """Run-ending event records after `after`, ascending, and the new high-water mark."""
+    records, cap = [], None
+    for event_type in _RUN_END_EVENTS:
+        batch = instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
+            limit=limit, ascending=True,
+        ).records
+        records += batch
+        if len(batch) == limit:  # more may follow: stop where this page stops
+            cap = batch[-1].storage_id if cap is None else min(cap, batch[-1].storage_id)
+    records = sorted((r for r in records if cap is None or r.storage_id <= cap),
+                     key=lambda r: r.storage_id)
+    return records, (records[-1].storage_id if records else after)
+
+
+def failed_checks_of_run(
+    instance: dg.DagsterInstance, run_id: str, check_keys: set | None = None
+) -> list[nf.CheckFailure]:
+    """The failed asset check evaluations of one run."""
+    run = instance.get_run_by_id(run_id)
+    job_name = run.job_name if run else "?"
+    tags = dict(run.tags) if run else {}
+    failures = []
+    records = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        evaluation = event.event_specific_data if event else None
+        if not isinstance(evaluation, AssetCheckEvaluation) or evaluation.passed:
+            continue
+        if check_keys is not None and evaluation.asset_check_key not in check_keys:
+            continue
+        found = evaluation.metadata.get("found")
+        failures.append(nf.CheckFailure(
+            token=f"{run_id}:{record.storage_id}",
+            asset=evaluation.asset_key.to_user_string(),
+            check_name=evaluation.check_name,
+            severity=evaluation.severity.value,
+            run_id=run_id,
+            job_name=job_name,
+            partition_range=evaluation.partition or _range_of(tags),
+            found=str(found.value) if found is not None else evaluation.description,
+            at=datetime.fromtimestamp(record.event_log_entry.timestamp, UTC),
+        ))
+    return failures
+
+
+def check_failure_tick(
+    instance: dg.DagsterInstance,
+    routing: nf.Routing,
+    cursor: dict,
+    check_keys: set | None = None,
+    sender: nf.Sender = nf.send,
+    timeout: float = 30.0,
+    webserver_url: str | None = None,
+    limit: int = 100,
+    log=nf.log,
+) -> tuple[dict, str]:
+    """One evaluation of the check-failure sensor: the new cursor and a summary.
+
+    The cursor is the storage id of the last run-ending event whose failed checks every
+    data-team channel has; `delivered` holds partial deliveries until then.
+    """
+    if "after" not in cursor:
+        # Like Dagster's run-status sensors: start from now, not from all history.
+        return {"after": _latest_run_end(instance), "delivered": {}}, "initialised"
+    after = int(cursor["after"])
+    ended, high_water = _ended_runs(instance, after, limit)
+    failures = [f for r in ended
+                for f in failed_checks_of_run(instance, r.event_log_entry.run_id, check_keys)]
+    by_token = {f.token: f for f in failures}
+    delivered = {t: v for t, v in (cursor.get("delivered") or {}).items() if t in by_token}
+    plan = nf.plan_data_team(
+        list(by_token), routing,
+        lambda todo: nf.render_check_failures([by_token[t] for t in todo], webserver_url),
+        delivered,
+    )
+    results = nf.deliver(plan.messages, sender, timeout)
+    delivered = nf.record_deliveries(delivered, plan.messages, results)
+    if plan.unrouted:
+        log.warning(f"{len(plan.unrouted)} failed check(s) but no data_team recipient")
+    if len(nf.settle(plan.required, delivered)) == len(plan.required):
+        new_cursor = {"after": high_water, "delivered": {}}
+    else:
+        log.error(f"{results.count(False)} data-team message(s) failed; retried next tick")
+        new_cursor = {"after": after, "delivered": delivered}
+    summary = (f"{len(ended)} run(s) ended, {len(failures)} failed check(s); sent "
+               f"{results.count(True)}/{len(results)} message(s)")
+    return new_cursor, summary
+
+
+def build_check_failure_sensor(
+    name: str = "store_anomaly_check_failure_notifier",
+    routing_file: str | Path | None = None,
+    sender: nf.Sender = nf.send,
+    notify: NotifySettings | None = None,
+    minimum_interval_seconds: int = 60,
+) -> dg.SensorDefinition:
+    """The data-team sensor for failed asset checks."""
+    notify = notify or _settings.notify
+    path = Path(routing_file) if routing_file else notify.routing_file
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=_status(notify.sensors_enabled),
+        description="Tells the data team about failed asset checks (which do not fail runs).",
+    )
+    def _sensor(context: dg.SensorEvaluationContext):
+        routing = _load_routing(path, _settings.business_timezone)
+        if routing is None:
+            return dg.SkipReason(f"no routing file at {path} (NOTIFY_ROUTING_FILE)")
+        repo = context.repository_def
+        check_keys = set(repo.asset_graph.asset_check_keys) if repo is not None else None
+        cursor, summary = check_failure_tick(
+            context.instance, routing, _load_cursor(context.cursor), check_keys, sender,
+            notify.timeout_seconds, notify.webserver_url, log=context.log,
+        )
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
+        return dg.SkipReason(summary)
+
+    return _sensor
+
+
+# --------------------------------------------------------------------------------------
+# The data team: failed runs
+
+
+def run_failure_messages(
+    context: dg.RunFailureSensorContext, routing: nf.Routing, webserver_url: str | None
+) -> list[nf.Message]:
+    run = context.dagster_run
+    steps, errors = [], []
+    for event in context.get_step_failure_events():
+        steps.append(event.step_key or "?")
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None and error.cause is not None:
+            error = error.cause  # Dagster wraps the user's exception: report the cause
+        if error is not None:
+            errors.append(f"{event.step_key}: {error.message.strip()}")
+    message = "; ".join(errors) or context.failure_event.message or "unknown error"
+    plan = nf.plan_data_team(
+        [run.run_id], routing,
+        lambda _: nf.render_run_failure(run.job_name, run.run_id, message, steps,
+                                        _range_of(dict(run.tags)), webserver_url),
+    )
+    return plan.messages
+
+
+def build_run_failure_sensor(
+    name: str = "store_anomaly_run_failure_notifier",
+    routing_file: str | Path | None = None,
+    sender: nf.Sender = nf.send,
+    notify: NotifySettings | None = None,
+    minimum_interval_seconds: int = 60,
+) -> dg.SensorDefinition:
+    """The data-team sensor for failed runs (Dagster's run_failure_sensor and its cursor).
+
+    Dagster advances this sensor's cursor past a run even when the notification raised, so
+    a delivery that fails is reported as a sensor error and not retried on later ticks.
+    """
+    notify = notify or _settings.notify
+    path = Path(routing_file) if routing_file else notify.routing_file
+
+    @dg.run_failure_sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=_status(notify.sensors_enabled),
+        description="Tells the data team about failed runs of this code location.",
+    )
+    def _sensor(context: dg.RunFailureSensorContext):
+        routing = _load_routing(path, _settings.business_timezone)
+        if routing is None:
+            return
+        messages = run_failure_messages(context, routing, notify.webserver_url)
+        results = nf.deliver(messages, sender, notify.timeout_seconds)
+        if not all(results):
+            failed = [m.channel.label for m, ok in zip(messages, results, strict=True) if not ok]
+            raise RuntimeError(
+                f"run {context.dagster_run.run_id}: data-team notification failed for {failed}"
+            )
+
+    return _sensor
+
+
+alert_notification_sensor = build_alert_notification_sensor()
+check_failure_sensor = build_check_failure_sensor()
+run_failure_notification_sensor = build_run_failure_sensor()
+
+ALL_SENSORS: list[dg.SensorDefinition] = [
+    alert_notification_sensor,
+    check_failure_sensor,
+    run_failure_notification_sensor,
+]
+# The sensors only send messages: they launch no runs and need no job.
+SENSOR_JOBS: list = []
+
+__all__ = [
+    "ALL_SENSORS", "SENSOR_JOBS", "alert_notification_sensor", "alert_notification_tick",
+    "build_alert_notification_sensor", "build_check_failure_sensor",
+    "build_run_failure_sensor", "check_failure_sensor", "check_failure_tick",
+    "failed_checks_of_run", "run_failure_notification_sensor",
+]
