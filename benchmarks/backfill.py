@@ -29,8 +29,9 @@ under /tmp) and dagster-mysql on MariaDB (bench_dagster). Each run is a fresh Py
 (this script re-invoked with a hidden flag), so its peak RSS is that one run's, Python +
 polars + Dagster imports included. Peak RSS is VmHWM from /proc/self/status; ru_maxrss is
 printed beside it but not used, because Linux carries the parent's high-water mark into a
-child across fork and exec (here the parent holds the generated chain, ~300 MB). Processes
-Dagster itself may spawn are not counted. Runs 2..N of the backfill rewrite rows the
+child across fork and exec (here the parent holds the generated chain, ~300 MB). Not counted:
+the processes Dagster's compute-log capture spawns per run (two `tail -F` and two small
+Python watchers, ~30 MB together). Runs 2..N of the backfill rewrite rows the
 previous backfill wrote (delete + insert per range), as an operator's re-backfill would.
 
 How to read the output
@@ -44,8 +45,14 @@ Every run is printed, then the median of N. For pipeline runs:
               asset checks (logged without a duration), the parquet extract IO manager,
               materialization metadata, or Dagster's event writes.
   steps s     sum of Dagster step durations (STEP_START..STEP_SUCCESS in the event log).
-              run - steps = Dagster's run-level overhead (definitions, plan, run storage);
-              steps - logged = inside steps but outside the project's timers.
+              run - steps = Dagster's run-level overhead (definitions, plan, run storage)
+              plus resource init; steps - logged = inside steps but outside the project's
+              timers.
+  init s      resource initialization (event log), almost all of it RunLock: a MySQL named
+              lock that is server-wide, so this run waits while any other store-anomaly run
+              on the same MariaDB holds it (tests, other benchmarks). Before each run the
+              benchmark waits for the lock to be free (and says so), but another session
+              can still take it first: a large value means the run was delayed, not slow.
   events      event log entries Dagster stored for the run (its bookkeeping volume).
 The final table gives medians, the ratio of each wall time to the bare aggregates of the same
 range, and PASS/FAIL for the targets: full backfill < 30 s and <= 3x bare aggregates, daily
@@ -53,8 +60,9 @@ run < 5 s, peak memory < 600 MB (MB here = MiB; judged on the worst single run).
 status is 0 when every target passes, 1 otherwise.
 
 The machine has 2 cores and may be shared: the load average is printed at the start, before
-each group of runs and at the end. Figures from a run whose load average is well above 0
-are inflated by the other work; compare medians, not single runs.
+each group of runs, on each run line (1-minute value) and at the end. Figures from runs with
+a load average well above 0 are inflated by the other work; compare medians, not single runs.
+The first lines name the commit measured, since the working tree may change between runs.
 """
 
 from __future__ import annotations
@@ -112,9 +120,15 @@ TARGET_BACKFILL_RATIO = 3.0
 TARGET_DAILY_S = 5.0
 TARGET_PEAK_MB = 600.0
 
-# Settings that would change what the pipeline computes if inherited from the shell.
-_UNSET = ("ACTIVE_STORES", "ROLLING_WINDOW", "SIGMA_WARNING", "SIGMA_CRITICAL", "DOW_WEEKS",
-          "LOOKBACK_DAYS", "PARTITION_START_DATE", "BUSINESS_TIMEZONE", "LOG_LEVEL")
+SCRIPT = Path(__file__).resolve()  # before run_benchmark changes the working directory
+
+# Settings that would change what the pipeline computes if inherited from the shell (the
+# names settings.py reads besides the database ones); the package defaults apply instead.
+_UNSET = ("ACTIVE_STORES", "ALERT_PROFILE", "BASELINE_MASKING", "BUSINESS_TIMEZONE",
+          "DAILY_SCHEDULE_ENABLED", "DOW_WEEKS", "KNOWN_EVENTS", "KNOWN_EVENTS_FILE",
+          "KNOWN_EVENT_ALERTS", "LABOR_COST_PER_HOUR", "LOG_LEVEL", "LOG_RETENTION_DAYS",
+          "LOOKBACK_DAYS", "PARTITION_START_DATE", "REBASELINE_DAYS", "ROLLING_WINDOW",
+          "SIGMA_CRITICAL", "SIGMA_WARNING")
 
 
 # ---------------------------------------------------------------------------- environment
@@ -154,6 +168,18 @@ def open_instance(storage: str, workdir: Path) -> Iterator[dg.DagsterInstance]:
         overrides = {"storage": {"mysql": {"mysql_db": mysql_db}}}
     with dg.instance_for_test(temp_dir=str(temp_dir), overrides=overrides) as instance:
         yield instance
+
+
+def code_under_test() -> str:
+    """The commit and local changes the figures belong to (the tree may change between runs)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(SCRIPT.parents[1]), *args], capture_output=True,
+                              text=True, check=False).stdout.strip()
+
+    changed = [line for line in git("status", "--porcelain").splitlines()
+               if not line[3:].startswith("benchmarks/")]
+    return (f"{git('log', '-1', '--format=%h %ci %s')[:90]}; "
+            f"{len(changed)} other file(s) changed or untracked")
 
 
 def load_average() -> str:
@@ -299,6 +325,7 @@ class Measurement:
     run_s: list[float] = field(default_factory=list)
     logged_s: list[float] = field(default_factory=list)
     steps_s: list[float] = field(default_factory=list)
+    init_s: list[float] = field(default_factory=list)
     peak_mb: list[float] = field(default_factory=list)
 
 
@@ -357,9 +384,31 @@ def measure_aggregates(kind: str, runs: int) -> Measurement:
     return result
 
 
+def wait_for_run_lock(server: sa.Engine, timeout_s: float = 900.0) -> float:
+    """Wait until no other session holds the pipeline's run lock; returns the seconds waited.
+
+    RunLock's MySQL named lock is server-wide, so a run of the tests or of another benchmark
+    on this MariaDB would otherwise be timed as part of ours. There is still a race between
+    this check and the child taking the lock: the "init s" figure shows when it was lost.
+    """
+    import sqlalchemy as sa
+
+    from store_anomaly_assets.resources import RunLock
+
+    name = RunLock.model_fields["name"].default
+    clock = time.perf_counter()
+    while time.perf_counter() - clock < timeout_s:
+        with server.connect() as conn:
+            holder = conn.execute(sa.text("SELECT IS_USED_LOCK(:name)"), {"name": name}).scalar()
+        if holder is None:
+            break
+        time.sleep(0.5)
+    return time.perf_counter() - clock
+
+
 def spawn_run(kind: str, storage: str, workdir: Path, log_path: Path) -> tuple[float, dict]:
     """Run one measured pipeline process; returns its wall time and its JSON figures."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--child-run", kind,
+    command = [sys.executable, str(SCRIPT), "--child-run", kind,
                "--storage", storage, "--workdir", str(workdir)]
     with log_path.open("w") as log:
         clock = time.perf_counter()
@@ -388,24 +437,35 @@ def logged_steps(run_id: str) -> list[tuple[int, str, float | None]]:
         return [tuple(row) for row in conn.execute(query)]
 
 
-def dagster_steps(storage: str, workdir: Path, run_id: str) -> tuple[dict[str, float], int]:
-    """Seconds per Dagster step (start to success/failure) and the run's event count."""
+@dataclass
+class DagsterTimings:
+    """What the instance's event log says about one run."""
+
+    steps: dict[str, float]  # seconds per step key, STEP_START to STEP_SUCCESS/FAILURE
+    resource_init_s: float  # RESOURCE_INIT_STARTED to _SUCCESS: includes the run lock's wait
+    events: int
+
+
+def dagster_timings(storage: str, workdir: Path, run_id: str) -> DagsterTimings:
     import dagster as dg
 
-    ends = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    kinds = dg.DagsterEventType
     with open_instance(storage, workdir) as instance:
         records = instance.all_logs(run_id)
-    starts: dict[str, float] = {}
-    durations: dict[str, float] = {}
+    starts: dict[str | None, float] = {}
+    steps: dict[str, float] = {}
+    resource_init = 0.0
     for record in records:
         event = record.dagster_event
-        if event is None or event.step_key is None:
+        if event is None:
             continue
-        if event.event_type == dg.DagsterEventType.STEP_START:
+        if event.event_type in (kinds.STEP_START, kinds.RESOURCE_INIT_STARTED):
             starts[event.step_key] = record.timestamp
-        elif event.event_type in ends and event.step_key in starts:
-            durations[event.step_key] = record.timestamp - starts[event.step_key]
-    return durations, len(records)
+        elif event.event_type in (kinds.STEP_SUCCESS, kinds.STEP_FAILURE):
+            steps[event.step_key] = record.timestamp - starts[event.step_key]
+        elif event.event_type == kinds.RESOURCE_INIT_SUCCESS:
+            resource_init += record.timestamp - starts[event.step_key]
+    return DagsterTimings(steps, resource_init, len(records))
 
 
 def print_breakdown(steps: dict[str, float], logged: list[tuple[int, str, float | None]]) -> None:
@@ -417,7 +477,9 @@ def print_breakdown(steps: dict[str, float], logged: list[tuple[int, str, float 
         if seconds is not None))
 
 
-def measure_pipeline(kind: str, storage: str, runs: int, workdir: Path) -> Measurement:
+def measure_pipeline(
+    kind: str, storage: str, runs: int, workdir: Path, server: sa.Engine
+) -> Measurement:
     start, end = RANGES[kind]
     result = Measurement(f"{kind} run", kind, storage)
     print(f"\n== {kind}, {start}..{end}, Dagster storage {storage} | {load_average()}")
@@ -425,10 +487,15 @@ def measure_pipeline(kind: str, storage: str, runs: int, workdir: Path) -> Measu
     for run in range(1, runs + 1):
         log_path = workdir / "logs" / f"{kind}-{storage}-{run}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        waited = wait_for_run_lock(server)
+        if waited > 1:
+            print(f"  (waited {waited:.0f} s for another session's run to release the run lock)")
+        load = os.getloadavg()[0]
         wall, child = spawn_run(kind, storage, workdir, log_path)
         logged = logged_steps(child["run_id"])
         logged_s = sum(seconds or 0.0 for _, _, seconds in logged)
-        steps, events = dagster_steps(storage, workdir, child["run_id"])
+        dagster = dagster_timings(storage, workdir, child["run_id"])
+        steps_s = sum(dagster.steps.values())
         peak_mb = child["peak_rss_kib"] / 1024
         startup = wall - child["run_s"]
         # Interpreter start before this script's first line, and shutdown after its last.
@@ -436,19 +503,22 @@ def measure_pipeline(kind: str, storage: str, runs: int, workdir: Path) -> Measu
         result.wall_s.append(wall)
         result.run_s.append(child["run_s"])
         result.logged_s.append(logged_s)
-        result.steps_s.append(sum(steps.values()))
+        result.steps_s.append(steps_s)
+        result.init_s.append(dagster.resource_init_s)
         result.peak_mb.append(peak_mb)
-        breakdowns.append((steps, logged))
+        breakdowns.append((dagster.steps, logged))
         print(f"  run {run}: process {wall:6.2f} s = run {child['run_s']:6.2f} s + startup "
               f"{startup:5.2f} s (imports {child['imports_s']:.2f}, instance open "
               f"{child['instance_open_s']:.2f}, close {child['instance_close_s']:.2f}, "
-              f"interpreter start/exit {interpreter:.2f}) | steps {sum(steps.values()):6.2f} s, "
-              f"logged {logged_s:6.2f} s | peak RSS {peak_mb:4.0f} MB (ru_maxrss "
-              f"{child['ru_maxrss_kib'] / 1024:.0f}) | {events:,} events | "
+              f"interpreter start/exit {interpreter:.2f})\n"
+              f"         inside the run: resource init {dagster.resource_init_s:.2f} s (run "
+              f"lock), steps {steps_s:.2f} s, of which logged by the project {logged_s:.2f} s; "
+              f"{dagster.events:,} events | peak RSS {peak_mb:.0f} MB (ru_maxrss "
+              f"{child['ru_maxrss_kib'] / 1024:.0f}) | load {load:.2f} | "
               f"run {child['run_id'][:8]}")
     print(f"  median: process {median(result.wall_s):.2f} s, run {median(result.run_s):.2f} s, "
-          f"steps {median(result.steps_s):.2f} s, logged {median(result.logged_s):.2f} s, "
-          f"peak RSS {median(result.peak_mb):.0f} MB")
+          f"init {median(result.init_s):.2f} s, steps {median(result.steps_s):.2f} s, "
+          f"logged {median(result.logged_s):.2f} s, peak RSS {median(result.peak_mb):.0f} MB")
     # The run whose process time is the median shows where a typical run's time goes.
     typical = sorted(range(runs), key=lambda i: result.wall_s[i])[(runs - 1) // 2]
     print(f"  breakdown of run {typical + 1} (seconds):")
@@ -478,16 +548,17 @@ def verdict(ok: bool) -> str:
 
 def print_table(results: list[Measurement]) -> None:
     aggregates = {m.kind: median(m.wall_s) for m in results if m.storage == "mariadb"}
-    header = (f"{'measurement':<32} {'storage':<8} {'wall s':>8} {'run s':>8} {'steps s':>8} "
-              f"{'logged s':>8} {'peak RSS MB':>11} {'ratio':>7} {'ratio run':>9}")
+    header = (f"{'measurement':<32} {'storage':<8} {'wall s':>8} {'run s':>8} {'init s':>7} "
+              f"{'steps s':>8} {'logged s':>8} {'peak RSS MB':>11} {'ratio':>7} {'ratio run':>9}")
     print("\n" + header + "\n" + "-" * len(header))
     for m in results:
         bare = aggregates[m.kind]
         rss = f"{median(m.peak_mb):11.0f}" if m.peak_mb else f"{'-':>11}"
+        init = f"{median(m.init_s):7.2f}" if m.init_s else f"{'-':>7}"
         steps = f"{median(m.steps_s):8.2f}" if m.steps_s else f"{'-':>8}"
         logged = f"{median(m.logged_s):8.2f}" if m.logged_s else f"{'-':>8}"
         print(f"{m.name:<32} {m.storage:<8} {median(m.wall_s):8.2f} {median(m.run_s):8.2f} "
-              f"{steps} {logged} {rss} {median(m.wall_s) / bare:7.1f} "
+              f"{init} {steps} {logged} {rss} {median(m.wall_s) / bare:7.1f} "
               f"{median(m.run_s) / bare:9.1f}")
     print("wall s = process (spawn to exit) for pipeline runs, execute+fetch for aggregates; "
           "ratio = wall / bare aggregates of the same range (ratio run: run s / same).")
@@ -498,9 +569,9 @@ def print_targets(results: list[Measurement]) -> bool:
     bare = {m.kind: median(m.wall_s) for m in results if m.storage == "mariadb"}
     lines: list[tuple[str, bool]] = []
     for m in results:
-        wall, run = median(m.wall_s), median(m.run_s)
         if m.storage == "mariadb":
             continue
+        wall, run = median(m.wall_s), median(m.run_s)
         tag = f"[{m.storage}]"
         if m.kind == "backfill":
             lines.append((f"full backfill < {TARGET_BACKFILL_S:.0f} s {tag}: {wall:.2f} s "
@@ -542,8 +613,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_benchmark(runs: int, keep_data: bool) -> int:
     began = time.perf_counter()
     print(f"start: {load_average()}")
+    print(f"code under test: {code_under_test()}")
+    home = Path.cwd()
     workdir = Path(tempfile.mkdtemp(prefix="store-anomaly-bench-", dir="/tmp"))
     configure_environment(workdir)
+    # Settings also read `.env` from the working directory; the scratch folder has none, so
+    # a developer's .env cannot point a measured run elsewhere. Children inherit the cwd.
+    os.chdir(workdir)
     import sqlalchemy as sa
 
     server = sa.create_engine(server_url())
@@ -554,8 +630,8 @@ def run_benchmark(runs: int, keep_data: bool) -> int:
         print(f"Setup took {time.perf_counter() - began:.0f} s; scratch folder {workdir}")
         results = [measure_aggregates("backfill", runs), measure_aggregates("daily", runs)]
         for storage in STORAGES:
-            results += [measure_pipeline("backfill", storage, runs, workdir),
-                        measure_pipeline("daily", storage, runs, workdir)]
+            results += [measure_pipeline("backfill", storage, runs, workdir, server),
+                        measure_pipeline("daily", storage, runs, workdir, server)]
         instance_sizes(server, workdir)
         print_table(results)
         passed = print_targets(results)
@@ -567,6 +643,7 @@ def run_benchmark(runs: int, keep_data: bool) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
             print(f"\nDropped the bench databases and removed {workdir}")
         server.dispose()
+        os.chdir(home)
     print(f"end: {load_average()}")
     print(f"Total time {time.perf_counter() - began:.0f} s")
     return 0 if passed else 1

@@ -11,15 +11,16 @@ runs on a temporary instance under /dev/shm (or /tmp).
 
 What it does
 ------------
-1. Generates ONE synthetic chain (`benchmark_chain`, 2025-07-01..2026-02-15, 22 stores,
+1. Generates ONE synthetic chain (`benchmark_chain`, 2025-07-01..2026-02-15, 24 stores,
    day-to-day demand shocks AR(1) 0.4, the generator's holidays) with two kinds of stores:
    - 10 in-control stores (2001-2010): five weekly shapes, trends from -0.08% to +0.06% a
      day, two openings during the period (with the generator's ramp-up), no anomaly;
-   - 12 anomaly stores (3001-3012): 3001-3006 get a single-day sales drop every 21 days
+   - 14 anomaly stores (3001-3014): 3001-3006 get a single-day sales drop every 21 days
      (25, 40, 60 percent in turn), a production slowdown (+40% preparation time) 7 days
      later, an understaffing day (-40% shifts) 14 days later and two failed inspections;
      3007-3012 get three sustained events 8-9 weeks apart: a 10% and a 20% drop for 14
-     days and a decline of 1% a day for 28 days.
+     days and a decline of 1% a day for 28 days; 3013-3014 drop 30% for good in
+     November (a permanent level change: when do the alerts stop?).
 2. Loads it into the dq_ sources and, for every configuration, empties dq_analytics and
    materializes the whole asset graph over the full range in one Dagster run with
    `cli.run_pipeline` (the same call `store-anomaly run --backfill-from/--backfill-to`
@@ -67,9 +68,11 @@ START, END = date(2025, 7, 1), date(2026, 2, 15)
 # name -> SpcSettings overrides
 CONFIGS: dict[str, dict] = {
     "guide-plain": {},  # the defaults
-    "guide-masked": {"baseline_masking": True},
+    "guide-masked": {"baseline_masking": "exclude"},
+    "guide-clipped": {"baseline_masking": "clip"},
     "quiet-plain": {"alert_profile": "quiet"},
-    "quiet-masked": {"alert_profile": "quiet", "baseline_masking": True},
+    "quiet-masked": {"alert_profile": "quiet", "baseline_masking": "exclude"},
+    "quiet-clipped": {"alert_profile": "quiet", "baseline_masking": "clip"},
     "guide-plain-nocal": {"known_events": "none"},  # before issue 3: no calendar
 }
 
@@ -112,7 +115,7 @@ def benchmark_chain(scale: float = 1.0, seed: int = 11):
             trend_per_day=trends[i], base_production_seconds=150 + 6 * i,
             staff_pool=14, shifts_per_day=7.0 + 0.2 * (i % 5),
         ))
-    for i in range(12):  # anomaly stores
+    for i in range(14):  # anomaly stores
         stores.append(sy.StoreSpec(
             dept_id=3001 + i, shop_name=f"Test {i + 1}", shop_name_cn=f"测试店{i + 1}",
             city="City", state="IL", district=f"District {i % 3}", region="Central",
@@ -148,6 +151,10 @@ def benchmark_chain(scale: float = 1.0, seed: int = 11):
                                     "failed_inspection", 62.0))
         anomalies.append(sy.Anomaly(dept, clear(date(2026, 1, 5) + timedelta(days=4 * i)), 1,
                                     "failed_inspection", 74.0))
+    # A permanent level change: 30% down from early November to the end of the data.
+    for i in range(2):
+        begin = date(2025, 11, 3) + timedelta(days=2 * i)
+        anomalies.append(sy.Anomaly(3013 + i, begin, (END - begin).days + 1, "sales_drop", 0.30))
     sustained = [("sales_drop", 14, 0.10), ("sales_drop", 14, 0.20), ("sales_decline", 28, 0.01)]
     starts = [date(2025, 8, 18), date(2025, 10, 13), date(2026, 1, 12)]
     for i in range(6):
@@ -160,6 +167,8 @@ def benchmark_chain(scale: float = 1.0, seed: int = 11):
 
 
 def event_label(a) -> str:
+    if a.kind == "sales_drop" and a.days > 60:
+        return f"permanent drop {a.magnitude:.0%}"
     if a.kind == "sales_drop" and a.days == 1:
         return f"single-day drop {a.magnitude:.0%}"
     if a.kind == "sales_drop":
@@ -207,6 +216,22 @@ def evaluate(spec, scores, alerts) -> dict:
     out["fa_total"] = al.height
     out["fa_paging"] = al.filter(~event).height
 
+    # Alerts on the anomaly stores on days outside every injected event: the aftermath
+    # of anomalies (inflated or dragged baselines) plus noise.
+    windows = {(ev.dept_id, ev.start + timedelta(days=k))
+               for ev in spec.anomalies for k in range(ev.days)}
+    test_scored = scores.filter(pl.col("store_id") > 3000, pl.col("z_score").is_not_null())
+    outside = [(s, d) not in windows for s, d in
+               test_scored.select("store_id", "metric_date").iter_rows()]
+    out["test_series_days"] = int(sum(outside))
+    test_alerts = alerts.filter(pl.col("store_id") > 3000, ~event,
+                                pl.col("metric_name") != "inspection_score")
+    flags = [(s, d) not in windows for s, d in
+             test_alerts.select("store_id", "alert_date").iter_rows()]
+    kept = test_alerts.filter(pl.Series(flags, dtype=pl.Boolean))
+    for sev in ("CRITICAL", "WARNING", "INFO"):
+        out[f"tfa_{sev}"] = kept.filter(pl.col("severity") == sev).height
+
     # Detection of injected events.
     rank = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
     a = alerts.filter(~event).with_columns(
@@ -223,7 +248,21 @@ def evaluate(spec, scores, alerts) -> dict:
             hits = [d for m in EVENT_METRICS[ev.kind] for d, rk in by_key.get((ev.dept_id, m), [])
                     if ev.start <= d <= last and rk <= max_rank]
             found[max_rank] = (min(hits) - ev.start).days if hits else None
-        slot = rows.setdefault(label, {"crit": [], "warn": [], "any": []})
+        slot = rows.setdefault(label, {"crit": [], "warn": [], "any": [], "last": []})
+        if ev.days > 60:  # permanent: when do the alerts stop (re-baselining)?
+            days = sorted({(d - ev.start).days for m in EVENT_METRICS[ev.kind]
+                           for d, rk in by_key.get((ev.dept_id, m), []) if ev.start <= d <= last})
+            crit = {(d - ev.start).days for m in EVENT_METRICS[ev.kind]
+                    for d, rk in by_key.get((ev.dept_id, m), []) if ev.start <= d <= last and rk == 0}
+            # The episode ends at the last alert before the first 7 alert-free days; later
+            # alerts are the noise any store has.
+            end = days[0] if days else None
+            for a_day in days[1:]:
+                if a_day - end > 7:
+                    break
+                end = a_day
+            slot["last"].append((end, sum(d <= end for d in days), len(crit),
+                                 len(days)) if days else None)
         slot["crit"].append(found[0])
         slot["warn"].append(found[1])
         slot["any"].append(found[2])
@@ -253,6 +292,10 @@ def print_report(name: str, res: dict, seconds: float) -> None:
                        ("fa_total", "all alerts"), ("fa_paging", "all but EVENT")):
         n = res[key]
         print(f"| {label} | {n} | {100 * n / sd:.3f} | {n / sw:.2f} |")
+    td = res["test_series_days"]
+    print(f"\nAnomaly stores, days outside every injected event ({td} series-days): "
+          + ", ".join(f"{sev} {res[f'tfa_{sev}']} ({100 * res[f'tfa_{sev}'] / td:.3f} per 100)"
+                      for sev in ("CRITICAL", "WARNING", "INFO")))
     print("\n| injected event | n | recall CRITICAL | recall >=WARNING | recall any | "
           "median delay CRITICAL (d) | median delay >=WARNING (d) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -265,6 +308,12 @@ def print_report(name: str, res: dict, seconds: float) -> None:
 
         print(f"| {label} | {n} | {recall(ev['crit'])} | {recall(ev['warn'])} | "
               f"{recall(ev['any'])} | {_median(ev['crit'])} | {_median(ev['warn'])} |")
+    for label in sorted(res["events"]):
+        for got in res["events"][label]["last"]:
+            if got is not None:
+                print(f"\n{label}: alerts stop after day {got[0]} of the change (then 7+ "
+                      f"quiet days); {got[1]} alerting days in that episode, {got[2]} of them "
+                      f"CRITICAL; {got[3]} alerting days on its metrics to the end of the data")
     sys.stdout.flush()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from store_anomaly_assets.report import add_report_parser
 from store_anomaly_assets.settings import Settings, SettingsError
 
 log = logging.getLogger("store_anomaly")
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", type=float, default=1.0, help="order volume multiplier")
     demo.add_argument("--fresh", action="store_true", help="regenerate the demo chain")
     demo.set_defaults(func=cmd_demo)
+    add_report_parser(sub)
     return parser
 
 

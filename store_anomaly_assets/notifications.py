@@ -406,6 +406,7 @@ class Message:
     body: str
     notify_type: str
     items: tuple[str, ...]
+    attachments: tuple[str, ...] = ()  # file paths, e.g. the daily HTML report
 
 
 @dataclass(frozen=True)
@@ -716,7 +717,7 @@ def plan_data_team(
 
 
 def send(url: str, title: str, body: str, notify_type: str = "info",
-         timeout: float = 30.0) -> bool:
+         timeout: float = 30.0, attach: Sequence[str] = ()) -> bool:
     """Send one message through apprise; True when the service accepted it."""
     import apprise
 
@@ -725,7 +726,15 @@ def send(url: str, title: str, body: str, notify_type: str = "info",
         log.error("apprise cannot use a %s:// URL", url.split(":", 1)[0])
         return False
     return bool(app.notify(body=body, title=title, notify_type=apprise.NotifyType(notify_type),
-                           body_format=apprise.NotifyFormat.TEXT, timeout=timeout))
+                           body_format=apprise.NotifyFormat.TEXT, timeout=timeout,
+                           attach=list(attach) or None))
+
+
+EMAIL_SCHEMES = ("mailto", "mailtos")
+
+
+def is_email(channel: Channel) -> bool:
+    return channel.url.split(":", 1)[0].lower() in EMAIL_SCHEMES
 
 
 Sender = Callable[..., bool]
@@ -740,9 +749,10 @@ def deliver(messages: Sequence[Message], sender: Sender = send, timeout: float =
     """
 
     def one(message: Message) -> bool:
+        extra = {"attach": message.attachments} if message.attachments else {}
         try:
             ok = bool(sender(message.channel.url, message.title, message.body,
-                             message.notify_type, timeout))
+                             message.notify_type, timeout, **extra))
         except Exception as exc:  # a broken channel must not stop the others
             log.error("delivery to %s raised %s", message.channel.label, type(exc).__name__)
             return False

@@ -310,8 +310,8 @@ def control_chart_svg(
 ) -> str:
     """A control chart of one store and metric over the `days` days ending on `day`.
 
-    `series` holds that store's rows of `metric_name` (columns of `SERIES_SCHEMA`; other
-    stores' or metrics' rows are ignored if `store_id` is constant, so filter first).
+    `series` holds one store's rows (columns of `SERIES_SCHEMA`); rows of other metrics
+    and days outside the window are ignored.
     Values are a line with points (broken on a missing day); the centre line and the 2σ
     and 3σ bands step by day, since the limits are those of each day's weekday; days with
     a severity are drawn larger in the severity's colour; the report day is ringed.
@@ -567,20 +567,24 @@ for _severity, _colour in SEVERITY_COLOURS.items():
     STYLES[f"card-{_severity.lower()}"] = f"border-left:6px solid {_colour}"
     STYLES[f"row-{_severity.lower()}"] = f"box-shadow:inset 4px 0 0 {_colour}"
 
-_CLASS_ATTR = re.compile(r'class="([^"]*)"')
+_CLASS_ATTR = re.compile(r'class="([^"]*)"(?: style="([^"]*)")?')
 
 
 def _inline_styles(markup: str) -> str:
     """Replace class attributes by the equivalent style attributes (for email clients).
 
-    Safe on this module's output: escaped text cannot contain `class="`, since quotes
-    are escaped, and the SVGs use presentation attributes only.
+    An element's own style attribute (always written right after its class here) is
+    merged in last, so it still wins. Safe on this module's output: escaped text cannot
+    contain `class="`, since quotes are escaped, and the SVGs use presentation attributes.
     """
-    return _CLASS_ATTR.sub(
-        lambda m: 'style="' + ";".join(STYLES[c] for c in m.group(1).split() if c in STYLES)
-        + '"',
-        markup,
-    )
+
+    def inline(match: re.Match[str]) -> str:
+        rules = [STYLES[c] for c in match.group(1).split() if c in STYLES]
+        if match.group(2):
+            rules.append(match.group(2))
+        return 'style="' + ";".join(rules) + '"'
+
+    return _CLASS_ATTR.sub(inline, markup)
 
 
 def stylesheet() -> str:
@@ -895,7 +899,7 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     parser.add_argument("--date", type=_date_arg, required=True,
                         help="business day to report (YYYY-MM-DD)")
-    parser.add_argument("--out", type=Path,
+    parser.add_argument("--out", type=Path, metavar="FILE",
                         help="output file (default: store_anomaly_report_<date>.html here)")
     parser.set_defaults(func=cmd_report)
     return parser
@@ -921,7 +925,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         path = write_report_data(data, out)
     except OSError as exc:
-        raise CliError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CliError(f"cannot write the report to {out}: {exc.strerror or exc}{where}") from None
     print(f"Report for {args.date} written to {path} ({data.alerts.height} alert(s), "
           f"{data.health.filter(pl.col('metric_date') == args.date).height} store(s))")
     return 0

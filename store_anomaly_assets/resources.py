@@ -177,9 +177,9 @@ class AnomalySettings(dg.ConfigurableResource):
     sigma_critical: float = 3.0
     dow_weeks: int = 8
     active_stores: list[int] = Field(default_factory=list, description="Allow-list; empty: all")
-    baseline_masking: bool = Field(
+    baseline_masking: str = Field(
         default=SpcSettings.baseline_masking,
-        description="Leave days beyond SIGMA_CRITICAL out of later baselines",
+        description="off, exclude or clip: days beyond SIGMA_CRITICAL in later baselines",
     )
     rebaseline_days: int = Field(
         default=SpcSettings.rebaseline_days,

@@ -18,6 +18,7 @@ Not `from __future__ import annotations`: Dagster finds a sensor's resources fro
 parameters' annotations, which must be real classes.
 """
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -73,6 +74,37 @@ def _load_cursor(raw: str | None) -> dict:
 # --------------------------------------------------------------------------------------
 # Store alerts
 
+REPORTED_SEVERITIES = ("CRITICAL", "WARNING")
+
+
+def attach_reports(
+    engine, plan: nf.DeliveryPlan, alerts, report_dir: Path
+) -> nf.DeliveryPlan:
+    """E-mails with CRITICAL/WARNING alerts carry the daily report of their alert dates."""
+    from store_anomaly_assets.report import NoReportData, write_report
+
+    dates = dict(alerts.select("id", "alert_date").iter_rows()) if alerts.height else {}
+    written: dict = {}
+    messages = []
+    for message in plan.messages:
+        days = sorted({dates[i] for i, sev in map(nf.parse_alert_token, message.items)
+                       if sev in REPORTED_SEVERITIES and i in dates})
+        if not nf.is_email(message.channel) or not days:
+            messages.append(message)
+            continue
+        paths = []
+        for day in days:
+            if day not in written:
+                try:
+                    written[day] = str(write_report(
+                        engine, day, report_dir / f"store_anomaly_report_{day}.html"))
+                except NoReportData:
+                    written[day] = None
+            if written[day]:
+                paths.append(written[day])
+        messages.append(dataclasses.replace(message, attachments=tuple(paths)))
+    return dataclasses.replace(plan, messages=messages)
+
 
 def alert_notification_tick(
     analytics: Database,
@@ -83,8 +115,12 @@ def alert_notification_tick(
     notify: NotifySettings,
     sender: nf.Sender = nf.send,
     log=nf.log,
+    report_dir: Path | None = None,
 ) -> tuple[dict, str]:
     """One evaluation of the alert sensor: returns the new cursor and a summary.
+
+    With `report_dir`, e-mails carrying CRITICAL or WARNING alerts attach the daily HTML
+    report of each alert date (written there).
 
     The cursor holds the last digest slot completed per cadence and, for alerts that
     reached only some of their channels, the channels that have them.
@@ -104,6 +140,8 @@ def alert_notification_tick(
     plan = nf.plan_alert_notifications(
         alerts, routing, delivered, stores, notify.max_alerts_per_message
     )
+    if report_dir is not None:
+        plan = attach_reports(engine, plan, alerts, report_dir)
     # Forget partial deliveries of alerts that are no longer pending at that severity
     # (acknowledged, removed by a recompute, escalated, aged out).
     delivered = {
@@ -170,7 +208,7 @@ def build_alert_notification_sensor(
             return dg.SkipReason(f"no routing file at {path} (NOTIFY_ROUTING_FILE)")
         cursor, summary = alert_notification_tick(
             analytics, opshop, routing, _load_cursor(context.cursor), clock(), notify,
-            sender, context.log,
+            sender, context.log, report_dir=_settings.data_dir / "reports",
         )
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         return dg.SkipReason(summary)

@@ -79,6 +79,13 @@ def _bool(name: str, default: bool) -> bool:
     raise SettingsError(f"setting {name}={raw!r} is not a boolean (use true or false)")
 
 
+def _masking(raw: str | None) -> str:
+    """BASELINE_MASKING: off, exclude or clip; booleans read as off / exclude."""
+    value = (raw or "off").strip().lower()
+    return {"false": "off", "0": "off", "no": "off", "true": "exclude", "1": "exclude",
+            "yes": "exclude", "on": "exclude"}.get(value, value)
+
+
 def parse_store_ids(raw: str | None, setting: str = "ACTIVE_STORES") -> tuple[int, ...]:
     """Parse an allow-list such as `1127, 1128` (empty means every active store)."""
     if raw is None or raw.strip() == "":
@@ -108,11 +115,13 @@ class SpcSettings:
     inspection_warning: float = 80.0
     # Health takes the latest inspection within this many days as the quality dimension.
     quality_lookback_days: int = 30
-    # Detection quality (issue 3, docs/detection.md). BASELINE_MASKING: days beyond
-    # SIGMA_CRITICAL are left out of later baselines (day-of-week factor and rolling
-    # mean/std), until REBASELINE_DAYS consecutive masked days on one side say the level
-    # has changed for good: those days are then taken back into the baseline.
-    baseline_masking: bool = False
+    # Detection quality (issue 3, docs/detection.md). BASELINE_MASKING: "off" (DESIGN
+    # section 5), "exclude" (days beyond SIGMA_CRITICAL are left out of later baselines:
+    # day-of-week factor and rolling mean/std) or "clip" (they enter later baselines at
+    # their SIGMA_CRITICAL limit instead), until REBASELINE_DAYS consecutive masked days on
+    # one side say the level has changed for good: those days are then taken back as
+    # they were. Off by default: the benchmark shows it trades false alarms for recall.
+    baseline_masking: str = "off"
     rebaseline_days: int = 7
     # ALERT_PROFILE: "guide" (DESIGN section 5) or "quiet" (no single-point 2-sigma
     # WARNING, no INFO alerts, known-event days suppressed rather than marked).
@@ -132,14 +141,24 @@ class SpcSettings:
             raise SettingsError(
                 f"ALERT_PROFILE ({self.alert_profile!r}) must be 'guide' or 'quiet'"
             )
+        if self.baseline_masking not in ("off", "exclude", "clip"):
+            raise SettingsError(
+                f"BASELINE_MASKING ({self.baseline_masking!r}) must be off, exclude or clip"
+            )
         if self.known_events not in ("us", "none"):
             raise SettingsError(f"KNOWN_EVENTS ({self.known_events!r}) must be 'us' or 'none'")
         if self.known_event_alerts not in ("mark", "suppress"):
             raise SettingsError(
                 f"KNOWN_EVENT_ALERTS ({self.known_event_alerts!r}) must be 'mark' or 'suppress'"
             )
-        if self.rebaseline_days < 1:
-            raise SettingsError(f"REBASELINE_DAYS ({self.rebaseline_days}) must be at least 1")
+        # More masked days than the baseline can spare (28 - 20) would leave days unscored.
+        spare = self.rolling_window - self.min_baseline_values + 1
+        if not 1 <= self.rebaseline_days <= spare:
+            raise SettingsError(
+                f"REBASELINE_DAYS ({self.rebaseline_days}) must be between 1 and {spare} "
+                f"(ROLLING_WINDOW minus the {self.min_baseline_values} baseline values "
+                "a score needs, plus one)"
+            )
         if self.sigma_warning >= self.sigma_critical:
             raise SettingsError(
                 f"SIGMA_WARNING ({self.sigma_warning}) must be below "
@@ -160,8 +179,12 @@ class SpcSettings:
         The day-of-week factor of each baseline day looks `dow_weeks` weeks further back,
         and WE4/WE5 look 8 days back on the z series.
         """
-        extra = self.rolling_window if self.baseline_masking else 0  # masks warm up
+        extra = self.rolling_window if self.masking else 0  # masks warm up
         return self.rolling_window + 7 * self.dow_weeks + 10 + extra
+
+    @property
+    def masking(self) -> bool:
+        return self.baseline_masking != "off"
 
     @property
     def single_point_warning(self) -> bool:
@@ -184,7 +207,7 @@ class SpcSettings:
             sigma_warning=_float("SIGMA_WARNING", 2.0),
             sigma_critical=_float("SIGMA_CRITICAL", 3.0),
             dow_weeks=_int("DOW_WEEKS", 8),
-            baseline_masking=_bool("BASELINE_MASKING", cls.baseline_masking),
+            baseline_masking=_masking(_get("BASELINE_MASKING", cls.baseline_masking)),
             rebaseline_days=_int("REBASELINE_DAYS", cls.rebaseline_days),
             alert_profile=(_get("ALERT_PROFILE", cls.alert_profile) or "").lower(),
             known_events=(_get("KNOWN_EVENTS", cls.known_events) or "").lower(),

@@ -30,6 +30,7 @@ from store_anomaly_assets import report
 from store_anomaly_assets.cli import CliError, _Parser
 from store_anomaly_assets.settings import Settings
 from store_anomaly_assets.storage import schema
+from store_anomaly_assets.storage.frames import read_frame
 
 PROJECT = Path(__file__).resolve().parents[1]
 DAY = date(2025, 10, 8)
@@ -319,6 +320,9 @@ def test_email_fragment_inlines_every_style():
     assert "class=" not in email and "<style" not in email and "<html" not in email
     assert email.count("<svg") == 3
     assert f'style="{report.STYLES["badge"]};{report.STYLES["sev-critical"]}"' in email
+    assert not re.search(r'style="[^"]*" style=', email)  # one style attribute per element
+    at_risk = report.STATUS_COLOURS["AT_RISK"][0]  # a tile's own colour survives
+    assert f'style="{report.STYLES["tile-n"]};color:{at_risk}"' in email
 
 
 # ---------------------------------------------------------------------------------------
@@ -468,7 +472,7 @@ def test_report_of_a_critical_day_renders_in_chromium(
     if os.environ.get("STORE_ANOMALY_SAVE_SCREENSHOTS"):
         images = PROJECT / "docs" / "images"
         images.mkdir(parents=True, exist_ok=True)
-        screenshot(tmp_path, out, images / "report-top.png", 1280, 1040)
+        screenshot(tmp_path, out, images / "report-top.png", 1280, 1010)
         shutil.copyfile(chart, images / "report-chart.png")
         for png in images.glob("report-*.png"):
             assert png.stat().st_size < 400_000, png
@@ -490,3 +494,29 @@ def test_cmd_report_errors_are_one_line(backfilled_analytics: sa.Engine, setting
     args = argparse.Namespace(date=DAY, out=blocker / "r.html")  # parent is a file
     with pytest.raises(CliError, match="cannot write the report"):
         report.cmd_report(args, settings)
+
+
+def test_critical_emails_attach_the_daily_report(
+    backfilled_analytics: sa.Engine, tmp_path: Path
+) -> None:
+    from store_anomaly_assets import notifications as nf
+    from store_anomaly_assets.sensors import attach_reports
+
+    alerts = read_frame(backfilled_analytics, sa.text(
+        "SELECT id, alert_date, severity FROM store_anomaly_alerts "
+        "WHERE alert_date = '2025-10-08' AND severity = 'CRITICAL'"))
+    assert alerts.height
+    tokens = tuple(nf.alert_token(i, s) for i, s in alerts.select("id", "severity").iter_rows())
+    person = nf.Recipient("vp", "VP East", "regional_vp",
+                          ("mailto://vp@example.com", "json://127.0.0.1:9/hook"))
+    email, hook = (nf.Channel(person, url) for url in person.urls)
+    plan = nf.DeliveryPlan(
+        [nf.Message(email, "t", "b", "failure", tokens),
+         nf.Message(hook, "t", "b", "failure", tokens)], {})
+    attached = attach_reports(backfilled_analytics, plan, alerts, tmp_path)
+    email_message, hook_message = attached.messages
+    assert hook_message.attachments == ()  # webhooks get the text only
+    (report,) = email_message.attachments
+    html = Path(report).read_text()
+    assert Path(report).name == "store_anomaly_report_2025-10-08.html"
+    assert html.count("<svg") >= alerts.height + 1

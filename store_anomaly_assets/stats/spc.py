@@ -17,6 +17,7 @@ Everything is a polars expression over a complete per-series calendar, so "the p
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -139,7 +140,8 @@ def _masked_series(
     """Section 5 steps 1-3 for one series, day by day, with baseline masking.
 
     The same formulas as `_baseline`, except that a day whose |z| exceeds
-    `sigma_critical` is masked: left out of every later day-of-week factor and baseline.
+    `sigma_critical` is masked: left out of every later day-of-week factor and baseline
+    ("exclude"), or entered there at its limit, mean +/- sigma_critical * std ("clip").
     Re-baselining: when `rebaseline_days` consecutive masked days lie on the same side
     (days without a value or known events neither extend nor break the run), the level
     has changed for good; those days are unmasked, so the baseline moves to the new level
@@ -149,8 +151,11 @@ def _masked_series(
     weeks, window = settings.dow_weeks, settings.rolling_window
     min_n, crit = settings.min_baseline_values, settings.sigma_critical
     use = ~np.isnan(x) & ~event  # may shape later baselines
+    clip = settings.baseline_masking == "clip"
+    xb = x.copy()  # the values later baselines see (a clipped day: its limit)
     factor = np.ones(n)
     adjusted = np.full(n, np.nan)
+    ab = np.full(n, np.nan)
     mean = np.full(n, np.nan)
     std = np.full(n, np.nan)
     count = np.zeros(n, dtype=np.int32)
@@ -159,17 +164,17 @@ def _masked_series(
     run_side = 0.0
     for i in range(n):
         lo = max(0, i - 7 * weeks)
-        hist = x[lo:i][use[lo:i]]
+        hist = xb[lo:i][use[lo:i]]
         if hist.size:
             same = np.arange(i - 7, lo - 1, -7)
             same = same[use[same]]
             all_mean = hist.mean()
-            weekday_mean = x[same].mean() if same.size else np.nan
+            weekday_mean = xb[same].mean() if same.size else np.nan
             if all_mean > 0 and weekday_mean > 0:
                 factor[i] = weekday_mean / all_mean
-        adjusted[i] = x[i] / factor[i]
+        adjusted[i] = ab[i] = x[i] / factor[i]
         lo = max(0, i - window)
-        prior = adjusted[lo:i][use[lo:i]]
+        prior = ab[lo:i][use[lo:i]]
         count[i] = prior.size
         if prior.size >= min_n:
             mean[i] = prior.mean()
@@ -183,12 +188,18 @@ def _masked_series(
             side = float(np.sign(z))
             if side != run_side:
                 run, run_side = [], side
-            use[i] = False
+            if clip:
+                ab[i] = mean[i] + side * crit * std[i]
+                xb[i] = ab[i] * factor[i]
+            else:
+                use[i] = False
             masked[i] = True
             run.append(i)
             if len(run) >= settings.rebaseline_days:
                 use[run] = True
                 masked[run] = False
+                ab[run] = adjusted[run]
+                xb[run] = x[run]
                 run, run_side = [], 0.0
         else:
             run, run_side = [], 0.0
@@ -285,7 +296,7 @@ def compute_zscores(
     that `evaluate_rules` sees the gaps that break runs. `events` (store_id, metric_date,
     event; see stats/calendar.py) are known-event days: left out of every baseline and
     carried in the `event` column. With `settings.baseline_masking`, days beyond
-    `sigma_critical` are left out of later baselines too (`masked`).
+    `sigma_critical` are left out of (or clipped in) later baselines too (`masked`).
     """
     spc = long.filter(pl.col("metric_name").is_in(SPC_METRICS))
     if spc.is_empty():
@@ -302,7 +313,7 @@ def compute_zscores(
         base_value=pl.when(pl.col("event").is_null()).then(pl.col("metric_value"))
     )
     frame = with_eligibility(frame, first_dates, settings.rolling_window)
-    if settings.baseline_masking:
+    if settings.masking:
         frame = _masked_baseline(frame, settings)
     else:
         for stage in _baseline(settings):
