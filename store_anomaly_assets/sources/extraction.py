@@ -259,22 +259,41 @@ def _empty(schema: dict) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def extract_sales(engine: sa.Engine, stores: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
-    """Revenue (to the cent) and completed orders per active store and local day."""
+def _daily_from_hourly(
+    engine: sa.Engine,
+    query: sa.Select,
+    stores: pl.DataFrame,
+    start: date,
+    end: date,
+    measures: dict[str, type[pl.DataType]],
+    derived: dict[str, pl.Expr],
+    schema: dict[str, type[pl.DataType]],
+) -> pl.DataFrame:
+    """Run an hourly aggregate, sum its `measures` per store and local day, then derive."""
     active = _active(stores)
     if active.is_empty():
-        return _empty(SALES_SCHEMA)
+        return _empty(schema)
     hourly = read_frame(
-        engine, sales_query(), _hourly_params(active, start, end),
-        schema_overrides={"store_id": pl.Int64, "epoch_hour": pl.Int64,
-                          "revenue": pl.Float64, "order_count": pl.Int64},
+        engine, query, _hourly_params(active, start, end),
+        schema_overrides={"store_id": pl.Int64, "epoch_hour": pl.Int64, **measures},
     )
     return (
         _local_days(hourly, active, start, end)
         .group_by("store_id", "metric_date")
-        .agg(pl.col("revenue").sum().round(2), pl.col("order_count").sum())
-        .select(list(SALES_SCHEMA))
+        .agg([pl.col(c).sum() for c in measures])
+        .with_columns(**derived)
+        .select(list(schema))
         .sort("store_id", "metric_date")
+    )
+
+
+def extract_sales(engine: sa.Engine, stores: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
+    """Revenue (to the cent) and completed orders per active store and local day."""
+    return _daily_from_hourly(
+        engine, sales_query(), stores, start, end,
+        measures={"revenue": pl.Float64, "order_count": pl.Int64},
+        derived={"revenue": pl.col("revenue").round(2)},
+        schema=SALES_SCHEMA,
     )
 
 
@@ -282,23 +301,12 @@ def extract_production(
     engine: sa.Engine, stores: pl.DataFrame, start: date, end: date
 ) -> pl.DataFrame:
     """Finished production records and their mean seconds per active store and local day."""
-    active = _active(stores)
-    if active.is_empty():
-        return _empty(PRODUCTION_SCHEMA)
-    hourly = read_frame(
-        engine, production_query(), _hourly_params(active, start, end),
-        schema_overrides={"store_id": pl.Int64, "epoch_hour": pl.Int64,
-                          "production_count": pl.Int64, "production_seconds": pl.Float64},
-    )
-    return (
-        _local_days(hourly, active, start, end)
-        .group_by("store_id", "metric_date")
-        .agg(pl.col("production_count").sum(), pl.col("production_seconds").sum())
-        .with_columns(
-            avg_production_seconds=pl.col("production_seconds") / pl.col("production_count")
-        )
-        .select(list(PRODUCTION_SCHEMA))
-        .sort("store_id", "metric_date")
+    return _daily_from_hourly(
+        engine, production_query(), stores, start, end,
+        measures={"production_count": pl.Int64, "production_seconds": pl.Float64},
+        derived={"avg_production_seconds": pl.col("production_seconds")
+                 / pl.col("production_count")},
+        schema=PRODUCTION_SCHEMA,
     )
 
 
@@ -322,19 +330,10 @@ def extract_quality(
     engine: sa.Engine, stores: pl.DataFrame, start: date, end: date
 ) -> pl.DataFrame:
     """Inspections and their mean score per active store and local day."""
-    active = _active(stores)
-    if active.is_empty():
-        return _empty(QUALITY_SCHEMA)
-    hourly = read_frame(
-        engine, quality_query(), _hourly_params(active, start, end),
-        schema_overrides={"store_id": pl.Int64, "epoch_hour": pl.Int64,
-                          "inspection_count": pl.Int64, "score_sum": pl.Float64},
-    )
-    return (
-        _local_days(hourly, active, start, end)
-        .group_by("store_id", "metric_date")
-        .agg(pl.col("inspection_count").sum(), pl.col("score_sum").sum())
-        .with_columns(inspection_score=(pl.col("score_sum") / pl.col("inspection_count")).round(2))
-        .select(list(QUALITY_SCHEMA))
-        .sort("store_id", "metric_date")
+    return _daily_from_hourly(
+        engine, quality_query(), stores, start, end,
+        measures={"inspection_count": pl.Int64, "score_sum": pl.Float64},
+        derived={"inspection_score": (pl.col("score_sum") / pl.col("inspection_count"))
+                 .round(2)},
+        schema=QUALITY_SCHEMA,
     )
