@@ -182,6 +182,17 @@ def test_pipeline_log_has_every_step_of_the_run(
     assert set(log["partition_end"]) == {date(2026, 2, 15)}
 
 
+def test_coverage_check_warns_about_the_closed_christmas_day(
+    backfill: RunOutcome, analytics_engine: sa.Engine
+) -> None:
+    row = table(analytics_engine,
+                f"SELECT status, error_message FROM store_anomaly_pipeline_log WHERE run_id = "
+                f"'{backfill.run_id}' AND step_name = 'verify_kpis_cover_every_store_day'")
+    assert row["status"].to_list() == ["SUCCESS"]
+    assert row["error_message"][0].startswith("warning: ")
+    assert "2025-12-25" in row["error_message"][0]
+
+
 @pytest.mark.parametrize("sql", [LATEST_RUN, FAILED_STEPS, ACTIVE_ALERTS, FRESHNESS])
 def test_guide_queries_run_verbatim(backfill: RunOutcome, analytics_engine: sa.Engine,
                                     sql: str) -> None:
