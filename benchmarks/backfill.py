@@ -72,6 +72,7 @@ from __future__ import annotations
 # imported (settings and partitions are read at import time). Package imports are therefore
 # inside the functions that need them.
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -178,8 +179,10 @@ def code_under_test() -> str:
 
     changed = [line for line in git("status", "--porcelain").splitlines()
                if not line[3:].startswith("benchmarks/")]
+    # A digest of the local edits, so an edit to an already-modified file is noticed too.
+    edits = hashlib.sha1(git("diff", "HEAD", "--", ".", ":!benchmarks").encode()).hexdigest()
     return (f"{git('log', '-1', '--format=%h %ci %s')[:90]}; "
-            f"{len(changed)} other file(s) changed or untracked")
+            f"{len(changed)} other file(s) changed or untracked (diff {edits[:8]})")
 
 
 def load_average() -> str:
@@ -300,7 +303,7 @@ def describe_server(server: sa.Engine) -> None:
             "SELECT VERSION(), @@innodb_buffer_pool_size").one()
         sizes = conn.execute(sizes_query, {"schemas": list(SOURCE_DATABASES.values())}).all()
     print(f"MariaDB {version}, innodb_buffer_pool_size {int(pool) / 1048576:.0f} MiB; "
-          "source tables (data + index): "
+          "source tables (data + index, InnoDB statistics: may lag just after the load): "
           + ", ".join(f"{table} {float(mib):.0f} MiB" for _, table, mib in sizes))
 
 
@@ -613,7 +616,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_benchmark(runs: int, keep_data: bool) -> int:
     began = time.perf_counter()
     print(f"start: {load_average()}")
-    print(f"code under test: {code_under_test()}")
+    code = code_under_test()
+    print(f"code under test: {code}")
     home = Path.cwd()
     workdir = Path(tempfile.mkdtemp(prefix="store-anomaly-bench-", dir="/tmp"))
     configure_environment(workdir)
@@ -644,6 +648,9 @@ def run_benchmark(runs: int, keep_data: bool) -> int:
             print(f"\nDropped the bench databases and removed {workdir}")
         server.dispose()
         os.chdir(home)
+    if code_under_test() != code:
+        print(f"WARNING: the code changed during the benchmark, now: {code_under_test()}; "
+              "later runs measured other code than earlier ones")
     print(f"end: {load_average()}")
     print(f"Total time {time.perf_counter() - began:.0f} s")
     return 0 if passed else 1

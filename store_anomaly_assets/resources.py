@@ -126,17 +126,22 @@ class RunLock(dg.ConfigurableResource):
     _connection: sa.Connection | None = PrivateAttr(default=None)
     _file: IO | None = PrivateAttr(default=None)
 
+    @property
+    def lock_name(self) -> str:
+        """Named locks are server-wide: scope it to the analytics database it protects."""
+        return f"{self.name}:{self.analytics.database}"[:64]
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if self.analytics.is_sqlite:
             self._lock_file(Path(self.analytics.sqlite_dir) / f"{self.name}.lock")
             return
         conn = self.analytics.engine().connect()
         got = conn.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
-                           {"name": self.name, "timeout": self.timeout_seconds}).scalar()
+                           {"name": self.lock_name, "timeout": self.timeout_seconds}).scalar()
         if got != 1:
             conn.close()
             raise RuntimeError(
-                f"another run has held lock {self.name!r} on {self.analytics.describe()} for "
+                f"another run has held lock {self.lock_name!r} on {self.analytics.describe()} for "
                 f"over {self.timeout_seconds} s; wait for it or raise the timeout"
             )
         self._connection = conn
@@ -160,7 +165,8 @@ class RunLock(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._connection is not None:
-            self._connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": self.name})
+            self._connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"),
+                                     {"name": self.lock_name})
             self._connection.close()
             self._connection = None
         if self._file is not None:
