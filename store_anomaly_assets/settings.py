@@ -102,6 +102,16 @@ def parse_store_ids(raw: str | None, setting: str = "ACTIVE_STORES") -> tuple[in
     return tuple(sorted(set(ids)))
 
 
+# The quiet profile's alerting metrics: one lead metric per dimension. order_count,
+# production_count, orders/revenue per labor hour move with revenue and scheduled hours,
+# headcount with scheduled hours, and each of them would repeat the same incident.
+QUIET_ALERT_METRICS = ("revenue", "avg_production_seconds", "scheduled_hours",
+                       "inspection_score")
+# ... and of scheduled hours only the understaffed side (service at risk): over-scheduling
+# is a cost for the weekly review, not a page.
+QUIET_LOW_SIDE_ONLY = ("scheduled_hours",)
+
+
 @dataclass(frozen=True)
 class SpcSettings:
     """The guide's tunable SPC constants."""
@@ -123,8 +133,10 @@ class SpcSettings:
     # they were. Off by default: the benchmark shows it trades false alarms for recall.
     baseline_masking: str = "off"
     rebaseline_days: int = 7
-    # ALERT_PROFILE: "guide" (DESIGN section 5) or "quiet" (no single-point 2-sigma
-    # WARNING, no INFO alerts, known-event days suppressed rather than marked).
+    # ALERT_PROFILE: "guide" (DESIGN section 5) or "quiet": alerts on each dimension's
+    # lead metric only (QUIET_ALERT_METRICS; the other metrics move with them and are
+    # still scored), scheduled hours on the understaffed side only, no INFO alerts,
+    # known-event days suppressed rather than marked.
     alert_profile: str = "guide"
     # KNOWN_EVENTS: built-in calendar ("us" public holidays, or "none");
     # KNOWN_EVENTS_FILE: CSV of closures/promotions (stats/calendar.py).
@@ -179,17 +191,24 @@ class SpcSettings:
         The day-of-week factor of each baseline day looks `dow_weeks` weeks further back,
         and WE4/WE5 look 8 days back on the z series.
         """
-        extra = self.rolling_window if self.masking else 0  # masks warm up
-        return self.rolling_window + 7 * self.dow_weeks + 10 + extra
+        plain = self.rolling_window + 7 * self.dow_weeks + 10
+        # Masks need accurate baselines (`plain` days) and shape the next `plain` days:
+        # read twice the history so a daily run finds the masks a backfill found.
+        return 2 * plain if self.masking else plain
 
     @property
     def masking(self) -> bool:
         return self.baseline_masking != "off"
 
     @property
-    def single_point_warning(self) -> bool:
-        """The guide's |z| > SIGMA_WARNING WARNING on one day; off in the quiet profile."""
-        return self.alert_profile == "guide"
+    def alert_metrics(self) -> tuple[str, ...] | None:
+        """The metrics that may alert: all (None), or the quiet profile's lead metrics."""
+        return QUIET_ALERT_METRICS if self.alert_profile == "quiet" else None
+
+    @property
+    def low_side_only(self) -> tuple[str, ...]:
+        """Two-sided metrics that alert only below the centre line (quiet profile)."""
+        return QUIET_LOW_SIDE_ONLY if self.alert_profile == "quiet" else ()
 
     @property
     def info_alerts(self) -> bool:

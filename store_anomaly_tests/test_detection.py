@@ -110,7 +110,7 @@ def reference(values: list[float | None], excluded: set[int] = frozenset(),
         out.append({"dow_factor": factor, "adjusted": adj, "baseline_mean": mean,
                     "baseline_std": std, "baseline_n": len(prior), "z_score": z})
         if masking and z is not None and i not in excluded:
-            if abs(z) > 3:
+            if abs(z) > 3 and len(prior) > 20:
                 s = 1 if z > 0 else -1
                 run = run if s == side else []
                 side = s
@@ -146,7 +146,9 @@ def test_us_holidays_hand_listed() -> None:
     assert h25[date(2025, 5, 26)] == "Memorial Day"
     assert h25[date(2025, 7, 4)] == "Independence Day"
     assert h25[date(2025, 9, 1)] == "Labor Day"
-    assert h25[date(2025, 10, 13)] == "Columbus Day"
+    assert date(2025, 10, 13) not in h25 and date(2025, 11, 11) not in h25  # minor
+    assert calendar.us_holidays(2025, minor=True)[date(2025, 10, 13)] == "Columbus Day"
+    assert calendar.us_holidays(2025, minor=True)[date(2025, 11, 11)] == "Veterans Day"
     assert h25[date(2025, 11, 27)] == "Thanksgiving"
     assert h25[date(2025, 11, 28)] == "Black Friday"
     assert h25[date(2025, 12, 24)] == "Christmas Eve"
@@ -156,7 +158,12 @@ def test_us_holidays_hand_listed() -> None:
     assert h26[date(2026, 7, 3)] == "Independence Day (observed)"
     assert h26[date(2026, 11, 26)] == "Thanksgiving"
     assert h26[date(2026, 11, 27)] == "Black Friday"
-    assert len(h25) == 14 and len(h26) == 15
+    assert len(h25) == 12 and len(h26) == 13
+    # 2027: Christmas on a Saturday, observed on Friday the 24th.
+    h27 = calendar.us_holidays(2027)
+    assert h27[date(2027, 12, 24)] == "Christmas Day (observed)"
+    assert h27[date(2027, 12, 31)] == "New Year's Eve"
+    assert calendar.us_holidays(2028)[date(2027, 12, 31)] == "New Year's Day (observed)"
 
 
 def test_known_events_from_file_and_builtin(tmp_path) -> None:
@@ -181,6 +188,12 @@ def test_known_events_from_file_and_builtin(tmp_path) -> None:
         (2, date(2025, 11, 28), "Black Friday"),
     ]
     assert calendar.known_events([1], date(2025, 11, 27), date(2025, 11, 27), "none").is_empty()
+
+
+def test_known_events_missing_file(tmp_path) -> None:
+    with pytest.raises(ValueError, match="KNOWN_EVENTS_FILE"):
+        calendar.known_events([1], date(2025, 1, 1), date(2025, 1, 2), "us",
+                              tmp_path / "nope.csv")
 
 
 @pytest.mark.parametrize("line", ["2025-13-01,,,x,y", "2025-11-02,2025-11-01,,x,y",
@@ -354,8 +367,20 @@ def test_masks_on_opposite_sides_do_not_rebaseline() -> None:
     assert pick(got, 67)["baseline_n"] == 21
 
 
+def test_masks_never_starve_the_baseline() -> None:
+    # Alternating extremes never re-baseline; masking stops at 21 values (more than 20),
+    # so every later day still has a baseline and a z.
+    values: list[float | None] = alt(100)
+    for i in range(60, 75):
+        values[i] = 20.0 if i % 2 else 200.0
+    got = zs(values, replace(MASKED, rebaseline_days=2))
+    assert got.filter(pl.col("metric_date") >= day(60))["baseline_n"].min() >= 20
+    assert got.filter(pl.col("metric_date") >= day(60))["z_score"].null_count() == 0
+    assert_matches(got, reference(values, masking=True, rebaseline=2), range(28, 100))
+
+
 def test_history_days_cover_the_mask_warm_up() -> None:
-    assert MASKED.history_days == S.history_days + S.rolling_window
+    assert MASKED.history_days == 2 * S.history_days == 2 * (28 + 56 + 10)
 
 
 # ------------------------------------------------------------------------ profiles
@@ -377,17 +402,40 @@ PAD = [0.0] * 8
 
 
 @pytest.mark.parametrize(("tail", "guide", "quiet"), [
-    ([-2.5], ("WARNING", "Z>2"), (None, None)),
+    ([-2.5], ("WARNING", "Z>2"), ("WARNING", "Z>2")),
     ([-2.5, -2.5], ("WARNING", "WE2"), ("WARNING", "WE2")),
     ([-3.5], ("CRITICAL", "WE1"), ("CRITICAL", "WE1")),
     ([-0.5] * 8, ("WARNING", "WE4"), ("WARNING", "WE4")),
     ([0.1, 0.0, -0.1, -0.2, -0.3, -0.4, -0.5], ("INFO", "WE5"), (None, "WE5")),
 ])
-def test_quiet_profile(tail: list[float], guide: tuple, quiet: tuple) -> None:
+def test_quiet_profile_on_a_lead_metric(tail: list[float], guide: tuple, quiet: tuple) -> None:
     for settings, want in ((S, guide), (QUIET, quiet)):
         out = spc.evaluate_rules(zframe(PAD + tail), settings).sort("metric_date")
         last = out.row(out.height - 1, named=True)
         assert (last["severity"], last["rules_violated"]) == want, settings.alert_profile
+
+
+@pytest.mark.parametrize("metric", ["order_count", "aov", "production_count", "headcount",
+                                    "orders_per_labor_hour", "revenue_per_labor_hour"])
+def test_quiet_profile_scores_but_never_alerts_other_metrics(metric: str) -> None:
+    for tail, rules in (([-3.5], "WE1"), ([-2.5, -2.5], "WE2")):
+        out = spc.evaluate_rules(zframe(PAD + tail, metric), QUIET).sort("metric_date")
+        last = out.row(out.height - 1, named=True)
+        assert (last["severity"], last["rules_violated"]) == (None, rules)
+        guide = spc.evaluate_rules(zframe(PAD + tail, metric), S).sort("metric_date")
+        assert guide.row(guide.height - 1, named=True)["severity"] is not None
+    assert QUIET.alert_metrics == ("revenue", "avg_production_seconds", "scheduled_hours",
+                                   "inspection_score")
+    assert S.alert_metrics is None
+
+
+def test_quiet_profile_scheduled_hours_low_side_only() -> None:
+    for tail, guide, quiet in (([-3.5], "CRITICAL", "CRITICAL"), ([3.5], "CRITICAL", None),
+                               ([2.5], "WARNING", None), ([-2.5], "WARNING", "WARNING")):
+        for settings, want in ((S, guide), (QUIET, quiet)):
+            out = spc.evaluate_rules(zframe(PAD + tail, "scheduled_hours"), settings)
+            last = out.sort("metric_date").row(out.height - 1, named=True)
+            assert last["severity"] == want, (tail, settings.alert_profile)
 
 
 def test_settings_from_env(monkeypatch) -> None:
@@ -401,7 +449,7 @@ def test_settings_from_env(monkeypatch) -> None:
     assert (got.alert_profile, got.baseline_masking, got.rebaseline_days, got.known_events,
             got.known_event_alerts, got.labor_cost_per_hour) == ("quiet", "clip", 5, "none",
                                                                  "suppress", 22.5)
-    assert not got.single_point_warning and not got.info_alerts and got.suppress_known_events
+    assert got.alert_metrics and not got.info_alerts and got.suppress_known_events
     monkeypatch.setenv("ALERT_PROFILE", "loud")
     with pytest.raises(SettingsError, match="ALERT_PROFILE"):
         SpcSettings.from_env()
@@ -468,8 +516,10 @@ def test_impact_never_negative_and_event_texts() -> None:
     assert hours["impact_usd"] == pytest.approx(200.0)  # over-scheduled 10 h x $20
     ev = built.filter(pl.col("metric_name") == "revenue").row(0, named=True)
     assert ev["impact_usd"] == pytest.approx(600.0)
-    assert "known event 'Thanksgiving'" in ev["description_en"]
-    assert "60.0% below" in ev["description_en"]
+    assert ev["description_en"] == (
+        "Revenue was $400.00 on Saturday 2025-02-15, 60.0% below the expected $1,000.00 for "
+        "a usual Saturday. Known event 'Thanksgiving': expected, left out of the baselines; "
+        "no action needed.")
     assert "感恩" not in ev["description_zh"] and "Thanksgiving" in ev["description_zh"]
     assert ev["recommended_action"] == alerts.EVENT_ACTION[0]
 

@@ -362,8 +362,6 @@ def test_texts_inspection() -> None:
     assert "质检得分" in zh and "69.99" in zh and "低于 70 分阈值" in zh and "周六" in zh
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN 5.7 asks for the rules in words; a "
-                   "threshold-only warning prints the raw token 'Z>2'. Owner to decide.")
 def test_texts_threshold_only_warning_in_words() -> None:
     en, zh = alerts.describe({"metric_name": "revenue", "alert_date": D, "metric_value": 75.0,
                               "expected_value": 100.0, "rules_violated": "Z>2",

@@ -519,9 +519,6 @@ def test_we5_is_about_direction_not_position() -> None:
     assert (row["severity"], row["rules_violated"], row["z_score"]) == ("INFO", "WE5", 0.5)
 
 
-@pytest.mark.xfail(strict=True, reason="evaluate_rules relies on its input being sorted by "
-                   "series and date (shift-based windows, no sort; two joins with polars' "
-                   "default maintain_order='none' before them). Owner to decide.")
 def test_rules_do_not_depend_on_input_row_order() -> None:
     z = zscores(kpis({"revenue": [*alt(90), *([97.0] * 8)]}))
 

@@ -8,6 +8,7 @@ investigation from one store's problem. Texts follow the guide's alert response 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import polars as pl
@@ -53,6 +54,20 @@ RULE_WORDS: dict[str, tuple[str, str]] = {
     ),
     "WE5": ("6 days in a row each worse than the day before (WE5)", "连续6天逐日恶化（WE5）"),
 }
+_THRESHOLD = re.compile(r"^Z>(\d+(?:\.\d+)?)$")
+
+
+def rule_words(token: str) -> tuple[str, str]:
+    """A `rules_violated` token in English and Chinese words."""
+    if token in RULE_WORDS:
+        return RULE_WORDS[token]
+    threshold = _THRESHOLD.match(token)
+    if threshold:
+        k = threshold.group(1)
+        return f"one day beyond {k}σ", f"单日超出{k}σ"
+    return token, token
+
+
 WEEKDAYS = [
     ("Monday", "周一"), ("Tuesday", "周二"), ("Wednesday", "周三"), ("Thursday", "周四"),
     ("Friday", "周五"), ("Saturday", "周六"), ("Sunday", "周日"),
@@ -122,8 +137,8 @@ def describe(row: dict) -> tuple[str, str]:
     if rules_text.startswith(EVENT_PREFIX):
         return _describe_event(row, label, rules_text)
     rules = [r for r in rules_text.split(",") if r]
-    rules_en = "; ".join(RULE_WORDS[r][0] if r in RULE_WORDS else r for r in rules)
-    rules_zh = "；".join(RULE_WORDS[r][1] if r in RULE_WORDS else r for r in rules)
+    rules_en = "; ".join(rule_words(r)[0] for r in rules)
+    rules_zh = "；".join(rule_words(r)[1] for r in rules)
     if row["metric_name"] == "inspection_score":
         threshold = rules_en.replace("SCORE<", "")
         en = (f"{label.en} was {value_s} on {weekday_en} {day}, "
@@ -150,13 +165,14 @@ def _describe_event(row: dict, label: Label, rules_text: str) -> tuple[str, str]
     value, expected = row["metric_value"], row["expected_value"]
     value_s, expected_s = _format(value, label.unit), _format(expected, label.unit)
     gap = (value - expected) / expected * 100 if expected else None
-    gap_en = f", {abs(gap):.1f}% {'below' if gap < 0 else 'above'} a usual {weekday_en} " \
-        f"({expected_s})" if gap is not None else ""
+    gap_en = (f"{abs(gap):.1f}% {'below' if gap < 0 else 'above'} the expected {expected_s} "
+              f"for a usual {weekday_en}") if gap is not None else f"expected {expected_s}"
     gap_zh = f"，比平常{weekday_zh}（{expected_s}）{'低' if gap < 0 else '高'} {abs(gap):.1f}%" \
         if gap is not None else ""
-    en = (f"{label.en} was {value_s} on {weekday_en} {day}{gap_en}. Expected: known event "
-          f"'{name}', left out of the baselines; no action needed.")
-    zh = f"{day}（{weekday_zh}）{label.zh}为 {value_s}{gap_zh}。已知事件“{name}”，属预期情况，不计入基线，无需处理。"
+    en = (f"{label.en} was {value_s} on {weekday_en} {day}, {gap_en}. Known event "
+          f"'{name}': expected, left out of the baselines; no action needed.")
+    zh = (f"{day}（{weekday_zh}）{label.zh}为 {value_s}{gap_zh}。"
+          f"已知事件“{name}”，属预期情况，不计入基线，无需处理。")
     return en, zh
 
 

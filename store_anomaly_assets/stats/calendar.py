@@ -10,9 +10,10 @@ A known-event day is
 
 Sources, merged:
 1. Built-in US public holidays for the whole chain (`KNOWN_EVENTS=us`, the default):
-   the eleven federal holidays (and their observed weekday when they fall on a weekend)
-   plus the retail days a coffee chain feels: Black Friday, Christmas Eve and
-   New Year's Eve. `KNOWN_EVENTS=none` turns them off.
+   the federal holidays (and their observed weekday when they fall on a weekend) except
+   Columbus Day and Veterans Day (offices and coffee shops work through them), plus the
+   retail days a coffee chain feels: Black Friday, Christmas Eve and New Year's Eve.
+   `KNOWN_EVENTS=none` turns them off.
 2. A CSV file (`KNOWN_EVENTS_FILE`) of planned closures, promotions and local events:
    columns `date` (YYYY-MM-DD), optional `end_date` (inclusive), optional `store_id`
    (blank: every store), optional `kind` and `name`.
@@ -50,8 +51,16 @@ def _observed(day: date) -> date | None:
     return None
 
 
-def us_holidays(year: int) -> dict[date, str]:
-    """US federal holidays of `year` (with observed days) and the chain's retail days."""
+# Federal holidays most offices and every coffee shop work through: the chain's demand
+# barely moves, so by default they are not known events (add them in the file if yours do).
+MINOR_HOLIDAYS = ("Columbus Day", "Veterans Day")
+
+
+def us_holidays(year: int, minor: bool = False) -> dict[date, str]:
+    """US federal holidays of `year` (with observed days) and the chain's retail days.
+
+    `minor` adds Columbus Day and Veterans Day, which leave a coffee chain's demand alone.
+    """
     federal = {
         date(year, 1, 1): "New Year's Day",
         _nth_weekday(year, 1, 0, 3): "Martin Luther King Jr. Day",
@@ -65,6 +74,8 @@ def us_holidays(year: int) -> dict[date, str]:
         _nth_weekday(year, 11, 3, 4): "Thanksgiving",
         date(year, 12, 25): "Christmas Day",
     }
+    if not minor:
+        federal = {d: n for d, n in federal.items() if n not in MINOR_HOLIDAYS}
     days = dict(federal)
     for day, name in federal.items():
         observed = _observed(day)
@@ -80,6 +91,8 @@ def us_holidays(year: int) -> dict[date, str]:
 def read_events_file(path: str | Path) -> list[tuple[int | None, date, date, str]]:
     """Rows of a known-events CSV as (store_id or None, first day, last day, name)."""
     rows = []
+    if not Path(path).is_file():
+        raise ValueError(f"KNOWN_EVENTS_FILE {path} does not exist (or is not a file)")
     with Path(path).open(newline="", encoding="utf-8") as handle:
         for n, rec in enumerate(csv.DictReader(handle), start=2):
             rec = {(k or "").strip().lower(): (v or "").strip() for k, v in rec.items()}

@@ -17,7 +17,6 @@ Everything is a polars expression over a complete per-series calendar, so "the p
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -184,7 +183,9 @@ def _masked_series(
         z = np.nan
         if eligible[i] and not np.isnan(mean[i]) and std[i] > 1e-9 * max(abs(mean[i]), 1.0):
             z = (adjusted[i] - mean[i]) / std[i]
-        if abs(z) > crit:  # NaN compares False
+        # Masking never starves a baseline: a day is masked only while its own baseline
+        # holds more than the minimum, so the next one keeps at least that many values.
+        if abs(z) > crit and count[i] > min_n:  # NaN compares False
             side = float(np.sign(z))
             if side != run_side:
                 run, run_side = [], side
@@ -274,7 +275,6 @@ def _rules_text(settings: SpcSettings) -> pl.Expr:
     threshold_only = (
         (pl.col("adverse_z") > settings.sigma_warning)
         & ~pl.any_horizontal([pl.col(f"we_rule_{n}") for n in range(1, 5)])
-        & pl.lit(settings.single_point_warning or False)
     )
     tokens = [
         pl.when(pl.col(f"we_rule_{n}")).then(pl.lit(f"WE{n}")) for n in range(1, 6)
@@ -306,13 +306,16 @@ def compute_zscores(
         frame = frame.join(
             events.select("store_id", "metric_date", pl.col("event").cast(pl.String)),
             on=["store_id", "metric_date"], how="left",
-        ).sort([*_SERIES, "metric_date"])
+        )
     else:
         frame = frame.with_columns(event=pl.lit(None, dtype=pl.String))
     frame = frame.with_columns(
         base_value=pl.when(pl.col("event").is_null()).then(pl.col("metric_value"))
     )
-    frame = with_eligibility(frame, first_dates, settings.rolling_window)
+    # Windows are shifts over rows: keep each series in date order after the joins.
+    frame = with_eligibility(frame, first_dates, settings.rolling_window).sort(
+        [*_SERIES, "metric_date"]
+    )
     if settings.masking:
         frame = _masked_baseline(frame, settings)
     else:
@@ -353,6 +356,8 @@ def evaluate_rules(zscores: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame
     """
     if zscores.is_empty():
         return _empty_scores()
+    # The rule windows look back by row: each series must be in calendar order.
+    zscores = zscores.sort([*_SERIES, "metric_date"])
     if "event" not in zscores.columns:
         zscores = zscores.with_columns(event=pl.lit(None, dtype=pl.String))
     event = pl.col("event")
@@ -364,10 +369,22 @@ def evaluate_rules(zscores: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame
     )
     adverse_z = pl.col("adverse_z")
     critical = (adverse_z > settings.sigma_critical) | pl.col("we_rule_1")
-    warning = pl.any_horizontal([pl.col(f"we_rule_{n}") for n in (2, 3, 4)])
-    if settings.single_point_warning:
-        warning = warning | (adverse_z > settings.sigma_warning)
+    warning = (adverse_z > settings.sigma_warning) | pl.any_horizontal(
+        [pl.col(f"we_rule_{n}") for n in (2, 3, 4)]
+    )
     info = pl.col("we_rule_5") if settings.info_alerts else pl.lit(False)
+    # The quiet profile alerts on each dimension's lead metric only (scheduled hours on
+    # the low side only); the others are still scored (health, dashboards) and their
+    # rules recorded.
+    alerting = (
+        pl.lit(True) if settings.alert_metrics is None
+        else pl.col("metric_name").is_in(list(settings.alert_metrics))
+    )
+    if settings.low_side_only:
+        alerting = alerting & ~(
+            pl.col("metric_name").is_in(list(settings.low_side_only))
+            & (pl.col("z_score") > 0)
+        ).fill_null(False)
     # On a known-event day only the day's own deviation counts, and it pages nobody:
     # INFO marked EVENT:<name>, or no severity at all when suppressed.
     event_fired = adverse_z > settings.sigma_warning
@@ -384,6 +401,7 @@ def evaluate_rules(zscores: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame
         frame.filter(pl.col("metric_value").is_not_null())
         .with_columns(
             severity=pl.when(event.is_not_null()).then(event_severity)
+            .when(~alerting).then(pl.lit(None, dtype=pl.String))
             .when(critical).then(pl.lit("CRITICAL"))
             .when(warning).then(pl.lit("WARNING"))
             .when(info).then(pl.lit("INFO")),
