@@ -33,7 +33,13 @@ import polars as pl
 import sqlalchemy as sa
 
 from store_anomaly_assets.settings import Settings, SpcSettings
-from store_anomaly_assets.stats.alerts import LABELS, RULE_WORDS, SEVERITY_ORDER, WEEKDAYS
+from store_anomaly_assets.stats.alerts import (
+    LABELS,
+    RULE_WORDS,
+    SEVERITY_ORDER,
+    WEEKDAYS,
+    format_value,
+)
 from store_anomaly_assets.stats.spc import METRICS
 from store_anomaly_assets.storage import schema
 from store_anomaly_assets.storage.frames import read_frame
@@ -121,21 +127,6 @@ class ReportData:
 
 def _e(text: object) -> str:
     return html.escape("" if text is None else str(text), quote=True)
-
-
-def format_value(value: float | None, unit: str, decimals: int | None = None) -> str:
-    """A value in a metric's unit (`LABELS[...].unit`), as the alert texts write it."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if unit == "usd":
-        return f"${value:,.{2 if decimals is None else decimals}f}"
-    if unit == "seconds":
-        return f"{value:,.{0 if decimals is None else decimals}f} s"
-    if unit == "hours":
-        return f"{value:,.{1 if decimals is None else decimals}f} h"
-    if unit == "count":
-        return f"{value:,.{0 if decimals is None else decimals}f}"
-    return f"{value:,.{2 if decimals is None else decimals}f}"
 
 
 def _label(metric_name: str) -> tuple[str, str, str]:

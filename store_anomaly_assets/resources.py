@@ -6,6 +6,7 @@ level, whatever the account may do.
 """
 
 
+import dataclasses
 import fcntl
 import os
 import time
@@ -203,38 +204,18 @@ class AnomalySettings(dg.ConfigurableResource):
                                        description="USD per labor hour, for impact_usd")
 
     @classmethod
+    def _spc_fields(cls) -> list[str]:
+        """The SpcSettings fields this resource exposes as Dagster config."""
+        return [f.name for f in dataclasses.fields(SpcSettings) if f.name in cls.model_fields]
+
+    @classmethod
     def from_settings(cls, settings: Settings) -> "AnomalySettings":
-        spc = settings.spc
-        return cls(
-            rolling_window=spc.rolling_window,
-            sigma_warning=spc.sigma_warning,
-            sigma_critical=spc.sigma_critical,
-            dow_weeks=spc.dow_weeks,
-            active_stores=list(settings.active_stores),
-            baseline_masking=spc.baseline_masking,
-            rebaseline_days=spc.rebaseline_days,
-            alert_profile=spc.alert_profile,
-            known_events=spc.known_events,
-            known_events_file=spc.known_events_file,
-            known_event_alerts=spc.known_event_alerts,
-            labor_cost_per_hour=spc.labor_cost_per_hour,
-        )
+        values = {name: getattr(settings.spc, name) for name in cls._spc_fields()}
+        return cls(**values, active_stores=list(settings.active_stores))
 
     @property
     def spc(self) -> SpcSettings:
-        return SpcSettings(
-            rolling_window=self.rolling_window,
-            sigma_warning=self.sigma_warning,
-            sigma_critical=self.sigma_critical,
-            dow_weeks=self.dow_weeks,
-            baseline_masking=self.baseline_masking,
-            rebaseline_days=self.rebaseline_days,
-            alert_profile=self.alert_profile,
-            known_events=self.known_events,
-            known_events_file=self.known_events_file,
-            known_event_alerts=self.known_event_alerts,
-            labor_cost_per_hour=self.labor_cost_per_hour,
-        )
+        return SpcSettings(**{name: getattr(self, name) for name in self._spc_fields()})
 
 
 class ExtractIOManager(dg.ConfigurableIOManager):

@@ -8,6 +8,7 @@ investigation from one store's problem. Texts follow the guide's alert response 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -112,18 +113,15 @@ _CHECKS = {
 }
 
 
-def _format(value: float | None, unit: str) -> str:
-    if value is None:
+def format_value(value: float | None, unit: str, decimals: int | None = None) -> str:
+    """A value in a metric's unit (`LABELS[...].unit`), as alert texts and reports write it."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if unit == "usd":
-        return f"${value:,.2f}"
-    if unit == "seconds":
-        return f"{value:,.0f} s"
-    if unit == "hours":
-        return f"{value:,.1f} h"
-    if unit == "count":
-        return f"{value:,.0f}"
-    return f"{value:,.2f}"
+    default, suffix = {"usd": (2, ""), "seconds": (0, " s"), "hours": (1, " h"),
+                       "count": (0, "")}.get(unit, (2, ""))
+    places = default if decimals is None else decimals
+    prefix = "$" if unit == "usd" else ""
+    return f"{prefix}{value:,.{places}f}{suffix}"
 
 
 def describe(row: dict) -> tuple[str, str]:
@@ -132,7 +130,7 @@ def describe(row: dict) -> tuple[str, str]:
     day = row["alert_date"]
     weekday_en, weekday_zh = WEEKDAYS[day.weekday()]
     value, expected = row["metric_value"], row["expected_value"]
-    value_s, expected_s = _format(value, label.unit), _format(expected, label.unit)
+    value_s, expected_s = format_value(value, label.unit), format_value(expected, label.unit)
     rules_text = row["rules_violated"] or ""
     if rules_text.startswith(EVENT_PREFIX):
         return _describe_event(row, label, rules_text)
@@ -163,7 +161,7 @@ def _describe_event(row: dict, label: Label, rules_text: str) -> tuple[str, str]
     day = row["alert_date"]
     weekday_en, weekday_zh = WEEKDAYS[day.weekday()]
     value, expected = row["metric_value"], row["expected_value"]
-    value_s, expected_s = _format(value, label.unit), _format(expected, label.unit)
+    value_s, expected_s = format_value(value, label.unit), format_value(expected, label.unit)
     gap = (value - expected) / expected * 100 if expected else None
     gap_en = (f"{abs(gap):.1f}% {'below' if gap < 0 else 'above'} the expected {expected_s} "
               f"for a usual {weekday_en}") if gap is not None else f"expected {expected_s}"
