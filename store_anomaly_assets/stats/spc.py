@@ -227,9 +227,17 @@ def _masked_baseline(frame: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame
     return pl.concat(parts) if parts else frame
 
 
+_LAGS = 8  # WE4 looks at 8 days; WE5 at 7 values
+
+
+def _lagged_z() -> list[pl.Expr]:
+    """z of the same series 0..7 days back, computed once for every rule to share."""
+    return [pl.col("z_rules").shift(i).over(_SERIES).alias(f"_z{i}") for i in range(_LAGS)]
+
+
 def _rule_flags(settings: SpcSettings) -> list[pl.Expr]:
     """Western Electric flags per side, on the day that completes the pattern."""
-    z = [pl.col("z_rules").shift(i).over(_SERIES) for i in range(8)]
+    z = [pl.col(f"_z{i}") for i in range(_LAGS)]
 
     def complete(k: int) -> pl.Expr:
         return pl.all_horizontal([zi.is_not_null() for zi in z[:k]])
@@ -364,7 +372,7 @@ def evaluate_rules(zscores: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame
     # A known-event day's z stays on its row but is left out of every run (NULL).
     frame = with_adverse_z(zscores).with_columns(
         z_rules=pl.when(event.is_null()).then(pl.col("z_score"))
-    ).with_columns(_rule_flags(settings)).with_columns(
+    ).with_columns(_lagged_z()).with_columns(_rule_flags(settings)).with_columns(
         [_adverse(f"we{n}").alias(f"we_rule_{n}") for n in range(1, 6)]
     )
     adverse_z = pl.col("adverse_z")
