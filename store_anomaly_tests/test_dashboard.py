@@ -145,12 +145,31 @@ def _order_by_keys(sql: str) -> list[str]:
 
 
 def _override(panel: dict[str, Any], field: str) -> dict[str, Any]:
+    """Properties of the overrides whose ``byNames`` (include) matcher lists ``field``.
+
+    Overrides use ``byNames`` because the dashboard schema wants matcher options (and
+    property values) to be objects; ``byName`` takes a plain string.
+    """
     props: dict[str, Any] = {}
     for override in panel["fieldConfig"]["overrides"]:
-        if override["matcher"] == {"id": "byName", "options": field}:
+        matcher = override["matcher"]
+        if (
+            matcher["id"] == "byNames"
+            and matcher["options"].get("mode", "include") == "include"
+            and field in matcher["options"]["names"]
+        ):
             props.update({p["id"]: p["value"] for p in override["properties"]})
     assert props, f"panel {panel['id']} has no override for field {field!r}"
     return props
+
+
+def _renames(panel: dict[str, Any]) -> dict[str, str]:
+    """Field renames of the panel's ``organize`` transformations (original -> shown name)."""
+    renames: dict[str, str] = {}
+    for transformation in panel.get("transformations", []):
+        if transformation["id"] == "organize":
+            renames.update(transformation["options"].get("renameByName", {}))
+    return renames
 
 
 def _mapping_options(mappings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -328,9 +347,20 @@ def test_control_chart_selects_value_centre_line_and_limits():
     assert "FROM store_anomaly_scores" in sql
     assert "metric_name = '$metric'" in sql
     assert re.search(r"CASE WHEN severity IS NOT NULL THEN metric_value END AS flagged", sql)
-    flagged = _override(panel, "flagged")
-    assert flagged["custom.drawStyle"] == "points"
-    assert flagged["custom.pointSize"] >= 5
+    # Draw style and point size cannot be set per series under the dashboard schema (their
+    # override values are not objects): every series shows its points, and the flagged
+    # series (null except on flagged days, drawn last) is red over the blue value series.
+    custom = panel["fieldConfig"]["defaults"]["custom"]
+    assert custom["drawStyle"] == "line" and custom["showPoints"] == "always"
+    assert custom["pointSize"] >= 5 and custom["spanNulls"] is False
+    assert _override(panel, "flagged")["color"] == {"mode": "fixed", "fixedColor": "red"}
+    assert _override(panel, "metric_value")["color"]["fixedColor"] == "blue"
+    renames = _renames(panel)
+    assert renames["cl"] == "CL"
+    for limit in ("ucl_2s", "lcl_2s", "ucl_3s", "lcl_3s"):
+        assert _override(panel, limit)["custom.lineStyle"]["fill"] == "dash", limit
+        # Overrides match on the shown name: list the renamed name too.
+        assert _override(panel, renames[limit]) == _override(panel, limit), limit
     assert panel.get("repeat") == "store"  # a control chart is per store
     assert "$metric" in panel["title"]
 
@@ -353,10 +383,16 @@ def test_open_alerts_table_uses_the_guides_order_and_colours():
         assert re.search(rf"\b{column}\b", sql), column
     severity = _override(panel, "severity")
     assert severity["custom.cellOptions"]["type"] in ("color-background", "color-text")
-    colours = {k: v["color"] for k, v in _mapping_options(severity["mappings"]).items()}
-    assert set(colours) == {"CRITICAL", "WARNING", "INFO"}
-    assert colours["CRITICAL"] == "red"
-    assert _override(panel, "impact_usd")["unit"] == "currencyUSD"
+    # The severity value mapping sits in the defaults (it only matches severity texts); the
+    # other cells keep the default "auto" cell type, so only severity cells are coloured.
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["custom"]["cellOptions"]["type"] == "auto"
+    colours = {k: v["color"] for k, v in _mapping_options(defaults["mappings"]).items()}
+    assert colours == {"CRITICAL": "red", "WARNING": "orange", "INFO": "blue"}
+    assert _renames(panel)["impact_usd"] == "impact (USD)"
+    assert defaults["decimals"] == 2
+    assert panel["options"]["footer"]["show"] is True
+    assert "impact_usd" in panel["options"]["footer"]["fields"]
 
 
 def test_alerts_per_day_are_stacked_bars_by_severity():
@@ -378,6 +414,16 @@ def test_pipeline_panels_show_latest_run_and_recent_failures():
     failed = _flat(_sql(_panels()[FAILED_STEPS]))
     assert "status = 'FAILED'" in failed
     assert "run_date >= DATE_SUB(CURDATE(), INTERVAL 7 DAY)" in failed
+    for panel_id in (LATEST_RUN, FAILED_STEPS):
+        panel = _panels()[panel_id]
+        status = _override(panel, "status")
+        assert status["custom.cellOptions"]["type"] == "color-background"
+        mapping = _mapping_options(panel["fieldConfig"]["defaults"]["mappings"])
+        assert {k: v["color"] for k, v in mapping.items()} == {
+            "SUCCESS": "green",
+            "FAILED": "red",
+            "SKIPPED": "#8e8e8e",
+        }
 
 
 def test_freshness_panel_is_the_guides_query():
@@ -388,6 +434,55 @@ def test_freshness_panel_is_the_guides_query():
     )
     assert sql.startswith(guide_select)
     assert sql.endswith("GROUP BY store_id, store_name ORDER BY latest_date")
+    panel = _panels()[FRESHNESS]
+    days_stale = _override(panel, "days_stale")
+    assert days_stale["custom.cellOptions"]["type"] == "color-background"
+    assert days_stale["color"] == {"mode": "thresholds"}
+    steps = days_stale["thresholds"]["steps"]
+    assert [(s["value"], s["color"]) for s in steps[1:]] == [(2, "orange"), (3, "red")]
+
+
+def _threshold_configs(panel: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    field_config = panel["fieldConfig"]
+    if "thresholds" in field_config["defaults"]:
+        yield field_config["defaults"]["thresholds"]
+    for override in field_config["overrides"]:
+        for prop in override["properties"]:
+            if prop["id"] == "thresholds":
+                yield prop["value"]
+
+
+def test_field_config_fits_the_dashboard_schema_shapes():
+    """Shapes the Grafana 11.6 dashboard JSON schema requires of field configs.
+
+    Overrides: matcher options and property values are objects (so ``byName`` with a string,
+    ``unit``, ``decimals``, ``displayName``, ``mappings`` or ``custom.width`` overrides are
+    out); thresholds: every step value is a number (Grafana itself saves the base step's
+    -Infinity as null, and treats the first step as -Infinity whatever its value).
+    """
+    for panel in _dashboard()["panels"]:
+        title = panel["title"]
+        field_config = panel["fieldConfig"]
+        assert set(field_config) == {"defaults", "overrides"}, title
+        assert isinstance(field_config["overrides"], list), title
+        for override in field_config["overrides"]:
+            assert set(override) == {"matcher", "properties"}, title
+            matcher = override["matcher"]
+            assert isinstance(matcher["id"], str), title
+            assert isinstance(matcher.get("options", {}), dict), (title, matcher)
+            for prop in override["properties"]:
+                assert isinstance(prop["id"], str), title
+                assert isinstance(prop.get("value", {}), dict), (title, prop)
+        configs = list(_threshold_configs(panel))
+        assert configs, title
+        for thresholds in configs:
+            values = [step["value"] for step in thresholds["steps"]]
+            assert values, title
+            assert all(_is_number(v) for v in values), (title, values)
+            assert values == sorted(values), (title, values)
+        for transformation in panel.get("transformations", []):
+            assert isinstance(transformation["id"], str), title
+            assert isinstance(transformation["options"], dict), title
 
 
 # ---------------------------------------------------------------- provisioning and grants
