@@ -106,7 +106,7 @@ def kpis_complete_and_reconciled(
     def find(start: date, end: date) -> Finding:
         finding = Finding()
         stores = extraction.load_store_master(opshop.engine(), anomaly_settings.active_stores)
-        active = stores.filter(pl.col("is_active"))["store_id"].to_list()
+        active = extraction.active_store_ids(stores)
         kpi = _table(analytics.engine(), schema.store_kpi_daily, "metric_date", start, end,
                      ["store_id", "metric_date", "revenue", "order_count"]).filter(
             pl.col("store_id").is_in(active))
@@ -254,8 +254,9 @@ def kpis_cover_every_store_day(
 ) -> dg.AssetCheckResult:
     def find(start: date, end: date) -> Finding:
         finding = Finding()
-        stores = extraction.load_store_master(opshop.engine(), anomaly_settings.active_stores)
-        active = stores.filter(pl.col("is_active"))["store_id"].to_list()
+        active = extraction.active_store_ids(
+            extraction.load_store_master(opshop.engine(), anomaly_settings.active_stores)
+        )
         engine = analytics.engine()
         first = reads.read_first_dates(engine, active)
         kpi = reads.read_kpis(engine, active, start, end, ["store_id", "metric_date"])

@@ -14,6 +14,7 @@ import polars as pl
 
 from store_anomaly_assets.partitions import daily_partitions, partition_dates
 from store_anomaly_assets.resources import AnomalySettings, Database, RunLock
+from store_anomaly_assets.sources.extraction import active_store_ids
 from store_anomaly_assets.stats import alerts as alert_stats
 from store_anomaly_assets.stats import calendar, health, kpis, spc
 from store_anomaly_assets.storage import reads, schema
@@ -27,10 +28,6 @@ _COMMON = {
     "backfill_policy": dg.BackfillPolicy.single_run(),
     "kinds": {"mysql", "polars"},
 }
-
-
-def _active_ids(stores: pl.DataFrame) -> list[int]:
-    return stores.filter(pl.col("is_active"))["store_id"].to_list()
 
 
 def _md_table(frame: pl.DataFrame, limit: int = 10) -> str:
@@ -68,7 +65,7 @@ def store_kpi_daily(
             store_master, sales_extract, production_extract, staffing_extract, quality_extract
         )
         step.rows_affected = replace_range(
-            engine, schema.store_kpi_daily, frame, start, end, _active_ids(store_master),
+            engine, schema.store_kpi_daily, frame, start, end, active_store_ids(store_master),
             {"run_id": context.run.run_id, "updated_at": utcnow()},
         )
     return dg.MaterializeResult(
@@ -95,7 +92,7 @@ def store_anomaly_scores(
     store_master: pl.DataFrame,
 ) -> dg.MaterializeResult:
     start, end = partition_dates(context)
-    settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), _active_ids(
+    settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), active_store_ids(
         store_master
     )
     with logged_step(engine, context.run.run_id, start, end, 7) as step:
@@ -147,7 +144,7 @@ def store_health_scores(
     store_master: pl.DataFrame,
 ) -> dg.MaterializeResult:
     start, end = partition_dates(context)
-    settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), _active_ids(
+    settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), active_store_ids(
         store_master
     )
     with logged_step(engine, context.run.run_id, start, end, 9) as step:
@@ -193,7 +190,7 @@ def store_anomaly_alerts(
     store_master: pl.DataFrame,
 ) -> dg.MaterializeResult:
     start, end = partition_dates(context)
-    settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), _active_ids(
+    settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), active_store_ids(
         store_master
     )
     with logged_step(engine, context.run.run_id, start, end, 10) as step:

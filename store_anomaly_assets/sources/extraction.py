@@ -132,6 +132,11 @@ def load_store_master(engine: sa.Engine, allow_list: Sequence[int] = ()) -> pl.D
     return stores.with_columns(is_active=active).select(list(STORE_COLUMNS))
 
 
+def active_store_ids(stores: pl.DataFrame) -> list[int]:
+    """The ids of the store master's active stores: the stores a run processes."""
+    return stores.filter(pl.col("is_active"))["store_id"].to_list()
+
+
 def utc_bounds(time_zones: Sequence[str], start: date, end: date) -> tuple[datetime, datetime]:
     """Naive UTC [lo, hi) covering local days start..end in every given time zone."""
     utc = ZoneInfo("UTC")
