@@ -130,10 +130,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_run_summary(settings: Settings, start: date, end: date, run_id: str) -> None:
-    from store_anomaly_assets.resources import database_resources
     from store_anomaly_assets.storage import schema
 
-    engine = database_resources(settings)["analytics"].engine()
+    engine = _analytics_engine(settings)
     print(f"Run {run_id} succeeded.")
     with engine.connect() as conn:
         for table, col in ((schema.store_kpi_daily, "metric_date"),
