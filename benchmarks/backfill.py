@@ -24,9 +24,12 @@ database, and create both Dagster instances' schemas so no run pays a migration.
 2. backfill: `run_pipeline` over 2025-07-01..2026-02-15 (230 business days), ONE Dagster run.
 3. daily: `run_pipeline` over 2026-02-12..2026-02-15 (last day + 3-day lookback), after the
    backfills, so the instance and the analytics tables hold a full history like in production.
-2 and 3 run once per Dagster storage: SQLite on local disk (`instance_for_test(temp_dir=...)`
-under /tmp) and dagster-mysql on MariaDB (bench_dagster). Each run is a fresh Python process
-(this script re-invoked with a hidden flag), so its peak RSS is that one run's, Python +
+2 and 3 run once per Dagster storage, each configured as the project ships it: SQLite on
+local disk (`instance_for_test(temp_dir=...)` under /tmp, the layout `store-anomaly` writes
+for a new DAGSTER_HOME) and dagster-mysql on MariaDB (bench_dagster, as deploy/dagster.yaml),
+both with the batched event log of store_anomaly_assets/event_log.py. Each run is a fresh
+Python process (this script re-invoked with a hidden flag) that ends like `store-anomaly`
+does (`cli.exit_promptly`), so its peak RSS is that one run's, Python +
 polars + Dagster imports included. Peak RSS is VmHWM from /proc/self/status; ru_maxrss is
 printed beside it but not used, because Linux carries the parent's high-water mark into a
 child across fork and exec (here the parent holds the generated chain, ~300 MB). Not counted:
@@ -160,13 +163,17 @@ def open_instance(storage: str, workdir: Path) -> Iterator[dg.DagsterInstance]:
     """The Dagster instance of one storage; each has its own folder so dagster.yaml differs."""
     import dagster as dg
 
+    from store_anomaly_assets.event_log import mysql_instance_config, sqlite_instance_config
+
     temp_dir = workdir / f"dagster-{storage}"
     temp_dir.mkdir(parents=True, exist_ok=True)
-    overrides = None
+    # The configurations the project ships: `store-anomaly`'s default home (SQLite) and
+    # deploy/dagster.yaml (MySQL), both with the batched event log.
     if storage == "mysql":
-        mysql_db = {"username": USER, "password": "", "hostname": HOST,
-                    "db_name": DAGSTER_DATABASE, "port": PORT}
-        overrides = {"storage": {"mysql": {"mysql_db": mysql_db}}}
+        overrides = mysql_instance_config({"username": USER, "password": "", "hostname": HOST,
+                                           "db_name": DAGSTER_DATABASE, "port": PORT})
+    else:
+        overrides = sqlite_instance_config(temp_dir)
     with dg.instance_for_test(temp_dir=str(temp_dir), overrides=overrides) as instance:
         yield instance
 
@@ -659,7 +666,11 @@ def run_benchmark(runs: int, keep_data: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child_run:
-        return child_main(args.child_run, args.storage, args.workdir)
+        code = child_main(args.child_run, args.storage, args.workdir)
+        # End the way `store-anomaly` does, so "process s" is what an operator waits for.
+        from store_anomaly_assets.cli import exit_promptly
+
+        exit_promptly(code)
     return run_benchmark(args.runs, args.keep_data)
 
 

@@ -14,3 +14,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 # documents (partitions of a failed run are not marked failed) is acceptable: a failed
 # run is rerun over its range.
 os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+
+# Dagster then hands each asset's materializations of a ranged run to the event log as one
+# batch, which event_log.py's storages write in one transaction (the stock storages loop).
+# Larger than any partition range, so one asset's range is one batch.
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "100000")

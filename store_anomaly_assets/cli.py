@@ -11,14 +11,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 import dagster as dg
 import sqlalchemy as sa
+import yaml
 
 from store_anomaly_assets.report import add_report_parser
+from store_anomaly_assets.resources import dispose_engines
 from store_anomaly_assets.settings import Settings, SettingsError
 
 log = logging.getLogger("store_anomaly")
@@ -36,10 +40,18 @@ def _date(text: str) -> date:
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
-    """DAGSTER_HOME, defaulting to a folder beside the data so runs persist for the UI."""
+    """DAGSTER_HOME, defaulting to a folder beside the data so runs persist for the UI.
+
+    A home without configuration gets the local SQLite layout with the batched event log;
+    an operator's own dagster.yaml is left as it is.
+    """
+    from store_anomaly_assets.event_log import sqlite_instance_config
+
     home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home").absolute()
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    config_file = home / "dagster.yaml"
+    if not config_file.exists() or not config_file.read_text().strip():
+        config_file.write_text(yaml.safe_dump(sqlite_instance_config(home), sort_keys=False))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -63,12 +75,15 @@ def run_pipeline(
     from store_anomaly_assets.partitions import range_tags
 
     job = build_definitions(settings).resolve_job_def("store_anomaly_job")
-    result = job.execute_in_process(
-        instance=instance or dg.DagsterInstance.get(),
-        tags={**range_tags(start, end), "store_anomaly/trigger": "cli"},
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        raise_on_error=False,
-    )
+    with ExitStack() as stack:
+        if instance is None:
+            instance = stack.enter_context(dg.DagsterInstance.get())
+        result = job.execute_in_process(
+            instance=instance,
+            tags={**range_tags(start, end), "store_anomaly/trigger": "cli"},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=False,
+        )
     error = None
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
@@ -311,6 +326,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def exit_promptly(code: int) -> NoReturn:
+    """End the process once its work is recorded, skipping the interpreter's teardown.
+
+    The teardown is Python freeing Dagster's and polars' module state object by object:
+    about 0.7 s on every invocation, a seventh of the daily run's 5-second budget, spent on
+    nothing. Callers have closed the Dagster instance; the pooled database connections are
+    closed here, and the output is flushed.
+    """
+    dispose_engines()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed pipe: nothing left to say
+            stream.flush()
+    os._exit(code)
+
+
+def entrypoint() -> NoReturn:
+    """The `store-anomaly` console script."""
+    exit_promptly(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entrypoint()
 

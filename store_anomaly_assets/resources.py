@@ -10,7 +10,6 @@ import dataclasses
 import fcntl
 import os
 import time
-from functools import cache
 from pathlib import Path
 from typing import IO
 
@@ -41,9 +40,14 @@ def _make_read_only(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-@cache
+_ENGINES: dict[tuple[sa.URL, bool], sa.Engine] = {}
+
+
 def create_engine(url: sa.URL, read_only: bool) -> sa.Engine:
     """One pooled engine per database and mode for the life of the process."""
+    engine = _ENGINES.get((url, read_only))
+    if engine is not None:
+        return engine
     if url.get_backend_name() == "sqlite":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
@@ -51,7 +55,13 @@ def create_engine(url: sa.URL, read_only: bool) -> sa.Engine:
         engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
     if read_only:
         sa.event.listen(engine, "connect", _make_read_only)
-    return engine
+    return _ENGINES.setdefault((url, read_only), engine)
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection, so a process can end without the server seeing drops."""
+    for engine in _ENGINES.values():
+        engine.dispose()
 
 
 class Database(dg.ConfigurableResource):

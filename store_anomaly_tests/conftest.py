@@ -44,6 +44,7 @@ for _name in ("ACTIVE_STORES", "ROLLING_WINDOW", "SIGMA_WARNING", "SIGMA_CRITICA
 import dagster as dg  # noqa: E402
 
 from store_anomaly_assets.cli import RunOutcome, run_pipeline  # noqa: E402
+from store_anomaly_assets.event_log import sqlite_instance_config  # noqa: E402
 from store_anomaly_assets.resources import create_engine  # noqa: E402
 from store_anomaly_assets.settings import Settings  # noqa: E402
 from store_anomaly_assets.sources import synthetic  # noqa: E402
@@ -108,7 +109,10 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def dagster_instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test(temp_dir=tempfile.mkdtemp(dir=_SCRATCH)) as instance:
+    """The instance `store-anomaly` configures for a new home: SQLite, batched event log."""
+    temp_dir = Path(tempfile.mkdtemp(dir=_SCRATCH))
+    with dg.instance_for_test(temp_dir=str(temp_dir),
+                              overrides=sqlite_instance_config(temp_dir)) as instance:
         yield instance
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -21,9 +22,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from store_anomaly_assets.assets import ALL_ASSETS
 from store_anomaly_assets.cli import RunOutcome
+from store_anomaly_assets.event_log import sqlite_instance_config
 from store_anomaly_assets.storage.frames import read_frame
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -38,6 +41,14 @@ mutation Launch($params: LaunchBackfillParams!) {
     ... on InvalidSubsetError { message }
   }
 }"""
+PARTITION_STATS = """
+query Stats($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { partitionStats { numMaterialized } }
+  }
+}
+"""
+
 STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -71,10 +82,13 @@ def webserver(backfill: RunOutcome) -> Iterator[int]:
     port = _free_port()
     scratch = "/dev/shm" if os.path.isdir("/dev/shm") else None
     home = Path(tempfile.mkdtemp(prefix="ui-home-", dir=scratch))
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # The home `store-anomaly` creates: UI-launched runs write through the batched event log.
+    (home / "dagster.yaml").write_text(yaml.safe_dump(sqlite_instance_config(home)))
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     process = subprocess.Popen(
-        ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        # The venv's own `dagster`: CI runs the venv's python without activating it.
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
+         "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -141,3 +155,8 @@ def test_ui_partition_range_backfill_fills_the_tables(
                 "WHERE run_id = :r"), {"r": ranged["run_id"][0]},
     )
     assert kpis["days"][0] == len(keys)
+    # The UI's partition status reads what the batched event log wrote: every asset has
+    # each of the eleven partitions materialized (the home is new, so nothing else).
+    for path in ("sales_extract", "store_kpi_daily", "store_anomaly_alerts"):
+        stats = graphql(webserver, PARTITION_STATS, {"path": [path]})["assetNodeOrError"]
+        assert stats["partitionStats"]["numMaterialized"] == len(keys), path
