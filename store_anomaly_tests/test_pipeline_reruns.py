@@ -199,6 +199,18 @@ def test_bad_arguments_give_one_clear_line(
     assert message in err and len(err.splitlines()) == 1, err
 
 
+def test_the_console_script_exits_with_mains_status_and_its_output() -> None:
+    """`store-anomaly` ends with os._exit: its status and last words must survive that."""
+    script = Path(sys.executable).with_name("store-anomaly")
+    bad = subprocess.run([str(script), "run", "--date", "2099-01-01"], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ") and "outside the partitions" in bad.stderr
+    usage = subprocess.run([str(script), "--help"], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert usage.returncode == 0 and "init-db" in usage.stdout
+
+
 def test_unknown_store_in_the_allow_list_is_named(
     backfill: RunOutcome, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
