@@ -18,8 +18,8 @@ LATE_STORE, LATE_DAY = 1105, date(2026, 2, 10)
 DST_DAY = date(2025, 11, 2)  # fall back: a 25-hour business day in every US zone
 
 
-def table(engine: sa.Engine, sql: str) -> pl.DataFrame:
-    return read_frame(engine, sa.text(sql))
+def table(engine: sa.Engine, sql: str, **params: object) -> pl.DataFrame:
+    return read_frame(engine, sa.text(sql), params)
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +183,8 @@ def test_pipeline_log_has_every_step_of_the_run(
     backfill: RunOutcome, analytics_engine: sa.Engine
 ) -> None:
     log = table(analytics_engine,
-                f"SELECT step_number, step_name, status, partition_start, partition_end "
-                f"FROM store_anomaly_pipeline_log WHERE run_id = '{backfill.run_id}'")
+                "SELECT step_number, step_name, status, partition_start, partition_end "
+                "FROM store_anomaly_pipeline_log WHERE run_id = :run_id", run_id=backfill.run_id)
     assert set(log["step_number"]) == set(range(1, 13))
     assert set(log["status"]) == {"SUCCESS"}
     assert set(log["partition_start"]) == {date(2025, 7, 1)}
@@ -195,8 +195,9 @@ def test_coverage_check_warns_about_the_closed_christmas_day(
     backfill: RunOutcome, analytics_engine: sa.Engine
 ) -> None:
     row = table(analytics_engine,
-                f"SELECT status, error_message FROM store_anomaly_pipeline_log WHERE run_id = "
-                f"'{backfill.run_id}' AND step_name = 'verify_kpis_cover_every_store_day'")
+                "SELECT status, error_message FROM store_anomaly_pipeline_log WHERE run_id = "
+                ":run_id AND step_name = 'verify_kpis_cover_every_store_day'",
+                run_id=backfill.run_id)
     assert row["status"].to_list() == ["SUCCESS"]
     assert row["error_message"][0].startswith("warning: ")
     assert "2025-12-25" in row["error_message"][0]
