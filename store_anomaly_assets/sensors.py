@@ -8,8 +8,11 @@
 - `store_anomaly_check_failure_notifier`: tells the data team about FAILED asset checks.
   A failed check does not fail its run, so run-failure sensors never see it; this one
   reads the check evaluations of every run that ended since its cursor.
-- `store_anomaly_run_failure_notifier` (a `run_failure_sensor`): tells the data team
-  about failed runs.
+- `store_anomaly_run_failure_notifier`: tells the data team about failed runs.
+
+The two data-team sensors share one delivery loop over run-ending events: the cursor
+moves past a run only once every data-team channel has its message, so a channel that is
+down gets it on a later tick, and none gets it twice.
 
 None of them launches a run, so there is no job to add. Each is built by a factory whose
 clock, routing file and sender can be replaced in tests.
@@ -20,13 +23,14 @@ parameters' annotations, which must be real classes.
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dagster import DagsterEventType
+from dagster import DagsterEventType, EventLogRecord
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
 from store_anomaly_assets import notifications as nf
@@ -227,19 +231,21 @@ _RUN_END_EVENTS = (
 )
 
 
-def _latest_run_end(instance: dg.DagsterInstance) -> int:
+def _latest_run_end(instance: dg.DagsterInstance, event_types: Sequence[DagsterEventType]) -> int:
     latest = -1
-    for event_type in _RUN_END_EVENTS:
+    for event_type in event_types:
         records = instance.fetch_run_status_changes(event_type, limit=1).records
         if records:
             latest = max(latest, records[0].storage_id)
     return latest
 
 
-def _ended_runs(instance: dg.DagsterInstance, after: int, limit: int) -> tuple[list, int]:
+def _ended_runs(
+    instance: dg.DagsterInstance, after: int, limit: int, event_types: Sequence[DagsterEventType]
+) -> tuple[list[EventLogRecord], int]:
     """Run-ending event records after `after`, ascending, and the new high-water mark."""
     records, cap = [], None
-    for event_type in _RUN_END_EVENTS:
+    for event_type in event_types:
         batch = instance.fetch_run_status_changes(
             dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
             limit=limit, ascending=True,
@@ -285,6 +291,47 @@ def failed_checks_of_run(
     return failures
 
 
+def _data_team_tick(
+    instance: dg.DagsterInstance,
+    cursor: dict,
+    event_types: Sequence[DagsterEventType],
+    find: Callable[[EventLogRecord], dict[str, Any]],
+    plan: Callable[[dict[str, Any], dict], nf.DeliveryPlan],
+    noun: str,
+    sender: nf.Sender,
+    timeout: float,
+    limit: int,
+    log,
+) -> tuple[dict, str]:
+    """One tick of a data-team sensor: the new cursor and a summary.
+
+    The cursor is the storage id of the last run-ending event (of `event_types`) whose
+    items every data-team channel has; `delivered` holds partial deliveries until then.
+    `find` gives a run-ending record's items by token, `plan` the messages for the items
+    (given what each channel already has).
+    """
+    if "after" not in cursor:
+        # Like Dagster's run-status sensors: start from now, not from all history.
+        return {"after": _latest_run_end(instance, event_types), "delivered": {}}, "initialised"
+    after = int(cursor["after"])
+    ended, high_water = _ended_runs(instance, after, limit, event_types)
+    items = {token: item for record in ended for token, item in find(record).items()}
+    delivered = {t: v for t, v in (cursor.get("delivered") or {}).items() if t in items}
+    todo = plan(items, delivered)
+    results = nf.deliver(todo.messages, sender, timeout)
+    delivered = nf.record_deliveries(delivered, todo.messages, results)
+    if todo.unrouted:
+        log.warning(f"{len(todo.unrouted)} {noun} but no data_team recipient")
+    if len(nf.settle(todo.required, delivered)) == len(todo.required):
+        new_cursor = {"after": high_water, "delivered": {}}
+    else:
+        log.error(f"{results.count(False)} data-team message(s) failed; retried next tick")
+        new_cursor = {"after": after, "delivered": delivered}
+    summary = (f"{len(ended)} run(s) ended, {len(items)} {noun}; sent "
+               f"{results.count(True)}/{len(results)} message(s)")
+    return new_cursor, summary
+
+
 def check_failure_tick(
     instance: dg.DagsterInstance,
     routing: nf.Routing,
@@ -296,37 +343,20 @@ def check_failure_tick(
     limit: int = 100,
     log=nf.log,
 ) -> tuple[dict, str]:
-    """One evaluation of the check-failure sensor: the new cursor and a summary.
+    """One evaluation of the check-failure sensor: the new cursor and a summary."""
+    def find(record: EventLogRecord) -> dict[str, nf.CheckFailure]:
+        failures = failed_checks_of_run(instance, record.event_log_entry.run_id, check_keys)
+        return {f.token: f for f in failures}
 
-    The cursor is the storage id of the last run-ending event whose failed checks every
-    data-team channel has; `delivered` holds partial deliveries until then.
-    """
-    if "after" not in cursor:
-        # Like Dagster's run-status sensors: start from now, not from all history.
-        return {"after": _latest_run_end(instance), "delivered": {}}, "initialised"
-    after = int(cursor["after"])
-    ended, high_water = _ended_runs(instance, after, limit)
-    failures = [f for r in ended
-                for f in failed_checks_of_run(instance, r.event_log_entry.run_id, check_keys)]
-    by_token = {f.token: f for f in failures}
-    delivered = {t: v for t, v in (cursor.get("delivered") or {}).items() if t in by_token}
-    plan = nf.plan_data_team(
-        list(by_token), routing,
-        lambda todo: nf.render_check_failures([by_token[t] for t in todo], webserver_url),
-        delivered,
-    )
-    results = nf.deliver(plan.messages, sender, timeout)
-    delivered = nf.record_deliveries(delivered, plan.messages, results)
-    if plan.unrouted:
-        log.warning(f"{len(plan.unrouted)} failed check(s) but no data_team recipient")
-    if len(nf.settle(plan.required, delivered)) == len(plan.required):
-        new_cursor = {"after": high_water, "delivered": {}}
-    else:
-        log.error(f"{results.count(False)} data-team message(s) failed; retried next tick")
-        new_cursor = {"after": after, "delivered": delivered}
-    summary = (f"{len(ended)} run(s) ended, {len(failures)} failed check(s); sent "
-               f"{results.count(True)}/{len(results)} message(s)")
-    return new_cursor, summary
+    def plan(items: dict[str, nf.CheckFailure], delivered: dict) -> nf.DeliveryPlan:
+        return nf.plan_data_team(
+            list(items), routing,
+            lambda todo: nf.render_check_failures([items[t] for t in todo], webserver_url),
+            delivered,
+        )
+
+    return _data_team_tick(instance, cursor, _RUN_END_EVENTS, find, plan, "failed check(s)",
+                           sender, timeout, limit, log)
 
 
 def build_check_failure_sensor(
@@ -366,25 +396,73 @@ def build_check_failure_sensor(
 # The data team: failed runs
 
 
-def run_failure_messages(
-    context: dg.RunFailureSensorContext, routing: nf.Routing, webserver_url: str | None
-) -> list[nf.Message]:
-    run = context.dagster_run
+@dataclasses.dataclass(frozen=True)
+class RunFailure:
+    """A failed run, as the data team is told about it."""
+
+    run_id: str
+    job_name: str
+    message: str
+    steps: list[str]
+    partition_range: str | None
+
+
+def failed_run(
+    instance: dg.DagsterInstance, record: EventLogRecord, job_names: set[str] | None = None
+) -> RunFailure | None:
+    """The failure of the run a RUN_FAILURE record ends; None for another location's job."""
+    run_id = record.event_log_entry.run_id
+    run = instance.get_run_by_id(run_id)
+    if run is None or (job_names is not None and run.job_name not in job_names):
+        return None
     steps, errors = [], []
-    for event in context.get_step_failure_events():
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
         steps.append(event.step_key or "?")
         error = getattr(event.event_specific_data, "error", None)
         while error is not None and error.cause is not None:
             error = error.cause  # Dagster wraps the user's exception: report the cause
         if error is not None:
             errors.append(f"{event.step_key}: {error.message.strip()}")
-    message = "; ".join(errors) or context.failure_event.message or "unknown error"
-    plan = nf.plan_data_team(
-        [run.run_id], routing,
-        lambda _: nf.render_run_failure(run.job_name, run.run_id, message, steps,
-                                        _range_of(dict(run.tags)), webserver_url),
-    )
-    return plan.messages
+    run_event = record.event_log_entry.dagster_event
+    message = "; ".join(errors) or (run_event.message if run_event else None) or "unknown error"
+    return RunFailure(run_id, run.job_name, message, steps, _range_of(dict(run.tags)))
+
+
+def run_failure_tick(
+    instance: dg.DagsterInstance,
+    routing: nf.Routing,
+    cursor: dict,
+    job_names: set[str] | None = None,
+    sender: nf.Sender = nf.send,
+    timeout: float = 30.0,
+    webserver_url: str | None = None,
+    limit: int = 100,
+    log=nf.log,
+) -> tuple[dict, str]:
+    """One evaluation of the run-failure sensor: one message per failed run and channel."""
+    def find(record: EventLogRecord) -> dict[str, RunFailure]:
+        failure = failed_run(instance, record, job_names)
+        return {failure.run_id: failure} if failure else {}
+
+    def plan(items: dict[str, RunFailure], delivered: dict) -> nf.DeliveryPlan:
+        plans = [
+            nf.plan_data_team(
+                [run_id], routing,
+                lambda _, f=failure: nf.render_run_failure(
+                    f.job_name, f.run_id, f.message, f.steps, f.partition_range, webserver_url),
+                delivered,
+            )
+            for run_id, failure in items.items()
+        ]
+        return nf.DeliveryPlan(
+            [m for p in plans for m in p.messages],
+            {t: c for p in plans for t, c in p.required.items()},
+            [t for p in plans for t in p.unrouted],
+        )
+
+    return _data_team_tick(instance, cursor, (DagsterEventType.RUN_FAILURE,), find, plan,
+                           "failed run(s)", sender, timeout, limit, log)
 
 
 def build_run_failure_sensor(
@@ -394,31 +472,33 @@ def build_run_failure_sensor(
     notify: NotifySettings | None = None,
     minimum_interval_seconds: int = 60,
 ) -> dg.SensorDefinition:
-    """The data-team sensor for failed runs (Dagster's run_failure_sensor and its cursor).
+    """The data-team sensor for failed runs of this code location's jobs.
 
-    Dagster advances this sensor's cursor past a run even when the notification raised, so
-    a delivery that fails is reported as a sensor error and not retried on later ticks.
+    Not Dagster's `run_failure_sensor`: that one moves its cursor past a run even when the
+    notification failed, so a channel that was down would never hear of the failure.
     """
     notify = notify or _settings.notify
     path = Path(routing_file) if routing_file else notify.routing_file
 
-    @dg.run_failure_sensor(
+    @dg.sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=_status(notify.sensors_enabled),
         description="Tells the data team about failed runs of this code location.",
     )
-    def _sensor(context: dg.RunFailureSensorContext):
+    def _sensor(context: dg.SensorEvaluationContext):
         routing = _load_routing(path, _settings.business_timezone)
         if routing is None:
-            return
-        messages = run_failure_messages(context, routing, notify.webserver_url)
-        results = nf.deliver(messages, sender, notify.timeout_seconds)
-        if not all(results):
-            failed = [m.channel.label for m, ok in zip(messages, results, strict=True) if not ok]
-            raise RuntimeError(
-                f"run {context.dagster_run.run_id}: data-team notification failed for {failed}"
-            )
+            return dg.SkipReason(f"no routing file at {path} (NOTIFY_ROUTING_FILE)")
+        repo = context.repository_def
+        job_names = (set(repo.job_names) | set(repo.get_implicit_asset_job_names())
+                     if repo is not None else None)
+        cursor, summary = run_failure_tick(
+            context.instance, routing, _load_cursor(context.cursor), job_names, sender,
+            notify.timeout_seconds, notify.webserver_url, log=context.log,
+        )
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
+        return dg.SkipReason(summary)
 
     return _sensor
 
@@ -439,5 +519,6 @@ __all__ = [
     "ALL_SENSORS", "SENSOR_JOBS", "alert_notification_sensor", "alert_notification_tick",
     "build_alert_notification_sensor", "build_check_failure_sensor",
     "build_run_failure_sensor", "check_failure_sensor", "check_failure_tick",
-    "failed_checks_of_run", "run_failure_notification_sensor",
+    "failed_checks_of_run", "failed_run", "run_failure_notification_sensor",
+    "run_failure_tick",
 ]

@@ -588,3 +588,53 @@ def test_a_data_team_channel_that_was_down_gets_the_check_failure_later(
             assert down.take() == [] and http.take() == []
         finally:
             down.stop()
+
+
+def test_a_data_team_channel_that_was_down_gets_the_run_failure_later(
+    http: HttpSink, tmp_path: Path
+) -> None:
+    http.take()
+    down = HttpSink(free_port())
+    routing = write_routing(tmp_path / "routing.yaml", [
+        {"id": "data", "name": "Data team", "role": "data_team",
+         "urls": [http.url("data"), down.url("data-pager")]},
+    ])
+    runs = build_run_failure_sensor(routing_file=routing, notify=NOTIFY)
+    with dg.instance_for_test(temp_dir=tempfile.mkdtemp()) as instance:
+        cursor = tick(runs, None, instance)
+        failed = dg.materialize([broken_asset], instance=instance, raise_on_error=False)
+        assert not failed.success
+        cursor = tick(runs, cursor, instance)
+        assert [p for p, _ in http.take()] == ["/data"]
+        cursor = tick(runs, cursor, instance)  # the pager is still down: nothing twice
+        assert http.take() == []
+        down.start()
+        try:
+            cursor = tick(runs, cursor, instance)
+            posts = down.take()
+            assert [p for p, _ in posts] == ["/data-pager"]
+            assert failed.run_id in posts[0][1]["message"]
+            assert "broken_asset: ValueError: source database timed out" in posts[0][1]["message"]
+            tick(runs, cursor, instance)
+            assert down.take() == [] and http.take() == []
+        finally:
+            down.stop()
+
+
+def test_the_run_failure_sensor_keeps_to_its_code_location(
+    http: HttpSink, tmp_path: Path
+) -> None:
+    http.take()
+    routing = write_routing(tmp_path / "routing.yaml", [
+        {"id": "data", "name": "Data team", "role": "data_team", "urls": [http.url("data")]},
+    ])
+    runs = build_run_failure_sensor(routing_file=routing, notify=NOTIFY)
+    ours = dg.Definitions(assets=[tiny_asset], sensors=[runs],
+                          jobs=[dg.define_asset_job("tiny_job", [tiny_asset])])
+    with dg.instance_for_test(temp_dir=tempfile.mkdtemp()) as instance:
+        cursor = tick(runs, None, instance, ours)
+        # A failed run of a job this code location does not define: not ours to report.
+        dg.materialize([broken_asset], instance=instance, raise_on_error=False)
+        cursor = tick(runs, cursor, instance, ours)
+        assert http.take() == []
+        assert json.loads(cursor)["after"] > -1  # ...and not retried either
