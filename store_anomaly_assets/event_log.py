@@ -47,12 +47,15 @@ def _batchable(events: Sequence[EventLogEntry]) -> bool:
     )
 
 
-def _index_batch(storage: Any, conn: Connection, events: Sequence[EventLogEntry]) -> None:
-    """The index-side rows of a batch on an open transaction: events, tags, asset keys."""
+def _index_batch(storage: Any, conn: Connection, events: Sequence[EventLogEntry],
+                 rows: list[dict[str, Any]]) -> None:
+    """The index-side rows of a batch on an open transaction: events, tags, asset keys.
+
+    `rows` are the events' table rows (`_event_to_row`), serialized once by the caller.
+    """
     # The tags and the asset_keys entry need each event's own id: one multi-row INSERT ..
     # RETURNING where the backend returns ids in row order (SQLite, MariaDB), else row by row
     # (MySQL 8 has no RETURNING).
-    rows = [storage._event_to_row(event) for event in events]
     if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
         insert = SqlEventLogStorageTable.insert().returning(
             SqlEventLogStorageTable.c.id, sort_by_parameter_order=True)
@@ -81,11 +84,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         if not _batchable(events):
             super().store_event_batch(events)
             return
+        rows = [self._event_to_row(event) for event in events]
         with self.run_connection(events[0].run_id) as conn:
-            conn.execute(SqlEventLogStorageTable.insert(),
-                         [self._event_to_row(event) for event in events])
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
         with self.index_transaction() as conn:
-            _index_batch(self, conn, events)
+            _index_batch(self, conn, events, rows)
 
 
 class BatchedMySQLEventLogStorage(MySQLEventLogStorage):
@@ -103,7 +106,7 @@ class BatchedMySQLEventLogStorage(MySQLEventLogStorage):
             return
         # Runs and the asset index share one table here, so the batch is all-or-nothing.
         with self.index_transaction() as conn:
-            _index_batch(self, conn, events)
+            _index_batch(self, conn, events, [self._event_to_row(event) for event in events])
 
 
 def sqlite_instance_config(dagster_home: Path) -> dict[str, Any]:

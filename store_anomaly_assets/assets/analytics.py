@@ -157,7 +157,8 @@ def store_health_scores(
             engine, store_ids, start - timedelta(days=settings.quality_lookback_days), end,
             ["store_id", "metric_date", "inspection_score"],
         ).drop_nulls("inspection_score")
-        scores = spc.with_adverse_z(reads.read_scores(engine, store_ids, start, end))
+        scores = spc.with_adverse_z(reads.read_scores(engine, store_ids, start, end,
+                                                      reads.HEALTH_SCORE_COLUMNS))
         frame = health.health_scores(days, scores, inspections, settings)
         step.rows_affected = replace_range(
             engine, schema.store_health_scores, frame, start, end, store_ids,
@@ -195,7 +196,7 @@ def store_anomaly_alerts(
     )
     with logged_step(engine, context.run.run_id, start, end, 10) as step:
         scores = spc.with_eligibility(
-            reads.read_scores(engine, store_ids, start, end),
+            reads.read_scores(engine, store_ids, start, end, reads.ALERT_SCORE_COLUMNS),
             reads.read_first_dates(engine, store_ids),
             settings.rolling_window,
         )

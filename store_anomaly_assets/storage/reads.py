@@ -53,10 +53,18 @@ def read_first_dates(engine: sa.Engine, store_ids: Sequence[int]) -> pl.DataFram
 
 
 def read_scores(
-    engine: sa.Engine, store_ids: Sequence[int], start: date, end: date
+    engine: sa.Engine, store_ids: Sequence[int], start: date, end: date,
+    columns: Sequence[str] = SCORE_COLUMNS,
 ) -> pl.DataFrame:
     t = store_anomaly_scores
-    query = sa.select(*[t.c[c] for c in SCORE_COLUMNS]).where(
+    query = sa.select(*[t.c[c] for c in columns]).where(
         t.c.store_id.in_(list(store_ids)), t.c.metric_date.between(start, end)
     )
-    return read_frame(engine, query, schema_overrides=_SCORE_TYPES)
+    return read_frame(engine, query, schema_overrides={c: _SCORE_TYPES[c] for c in columns})
+
+
+# What the health and alert steps use of a score row; the rest (baseline, limits, rule
+# flags) is for dashboards. Reading a backfill's ~18K rows is mostly PyMySQL parsing each
+# value, so narrower reads are proportionally faster.
+HEALTH_SCORE_COLUMNS = ["store_id", "metric_date", "metric_name", "z_score", "rules_violated"]
+ALERT_SCORE_COLUMNS = [*HEALTH_SCORE_COLUMNS, "store_name", "metric_value", "cl", "severity"]
