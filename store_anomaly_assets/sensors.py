@@ -359,14 +359,17 @@ def check_failure_tick(
                            sender, timeout, limit, log)
 
 
-def build_check_failure_sensor(
-    name: str = "store_anomaly_check_failure_notifier",
-    routing_file: str | Path | None = None,
-    sender: nf.Sender = nf.send,
-    notify: NotifySettings | None = None,
-    minimum_interval_seconds: int = 60,
+def _data_team_sensor(
+    name: str,
+    description: str,
+    tick: Callable[..., tuple[dict, str]],
+    scope_of: Callable[[dg.RepositoryDefinition], set],
+    routing_file: str | Path | None,
+    sender: nf.Sender,
+    notify: NotifySettings | None,
+    minimum_interval_seconds: int,
 ) -> dg.SensorDefinition:
-    """The data-team sensor for failed asset checks."""
+    """A data-team sensor: `tick` over this code location's `scope_of(repository)`."""
     notify = notify or _settings.notify
     path = Path(routing_file) if routing_file else notify.routing_file
 
@@ -374,22 +377,37 @@ def build_check_failure_sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=_status(notify.sensors_enabled),
-        description="Tells the data team about failed asset checks (which do not fail runs).",
+        description=description,
     )
     def _sensor(context: dg.SensorEvaluationContext):
         routing = _load_routing(path, _settings.business_timezone)
         if routing is None:
             return dg.SkipReason(f"no routing file at {path} (NOTIFY_ROUTING_FILE)")
         repo = context.repository_def
-        check_keys = set(repo.asset_graph.asset_check_keys) if repo is not None else None
-        cursor, summary = check_failure_tick(
-            context.instance, routing, _load_cursor(context.cursor), check_keys, sender,
-            notify.timeout_seconds, notify.webserver_url, log=context.log,
+        cursor, summary = tick(
+            context.instance, routing, _load_cursor(context.cursor),
+            scope_of(repo) if repo is not None else None, sender, notify.timeout_seconds,
+            notify.webserver_url, log=context.log,
         )
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         return dg.SkipReason(summary)
 
     return _sensor
+
+
+def build_check_failure_sensor(
+    name: str = "store_anomaly_check_failure_notifier",
+    routing_file: str | Path | None = None,
+    sender: nf.Sender = nf.send,
+    notify: NotifySettings | None = None,
+    minimum_interval_seconds: int = 60,
+) -> dg.SensorDefinition:
+    """The data-team sensor for failed asset checks of this code location."""
+    return _data_team_sensor(
+        name, "Tells the data team about failed asset checks (which do not fail runs).",
+        check_failure_tick, lambda repo: set(repo.asset_graph.asset_check_keys),
+        routing_file, sender, notify, minimum_interval_seconds,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -477,30 +495,12 @@ def build_run_failure_sensor(
     Not Dagster's `run_failure_sensor`: that one moves its cursor past a run even when the
     notification failed, so a channel that was down would never hear of the failure.
     """
-    notify = notify or _settings.notify
-    path = Path(routing_file) if routing_file else notify.routing_file
-
-    @dg.sensor(
-        name=name,
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=_status(notify.sensors_enabled),
-        description="Tells the data team about failed runs of this code location.",
+    return _data_team_sensor(
+        name, "Tells the data team about failed runs of this code location.",
+        run_failure_tick,
+        lambda repo: set(repo.job_names) | set(repo.get_implicit_asset_job_names()),
+        routing_file, sender, notify, minimum_interval_seconds,
     )
-    def _sensor(context: dg.SensorEvaluationContext):
-        routing = _load_routing(path, _settings.business_timezone)
-        if routing is None:
-            return dg.SkipReason(f"no routing file at {path} (NOTIFY_ROUTING_FILE)")
-        repo = context.repository_def
-        job_names = (set(repo.job_names) | set(repo.get_implicit_asset_job_names())
-                     if repo is not None else None)
-        cursor, summary = run_failure_tick(
-            context.instance, routing, _load_cursor(context.cursor), job_names, sender,
-            notify.timeout_seconds, notify.webserver_url, log=context.log,
-        )
-        context.update_cursor(json.dumps(cursor, sort_keys=True))
-        return dg.SkipReason(summary)
-
-    return _sensor
 
 
 alert_notification_sensor = build_alert_notification_sensor()

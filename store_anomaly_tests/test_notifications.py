@@ -561,8 +561,9 @@ def test_digest_slots_and_message_order() -> None:
     assert nf.settle(plan.required, delivered) == ["1:WARNING", "2:CRITICAL", "3:CRITICAL"]
 
 
-def test_a_data_team_channel_that_was_down_gets_the_check_failure_later(
-    http: HttpSink, tmp_path: Path
+@pytest.mark.parametrize("failure", ["check", "run"])
+def test_a_data_team_channel_that_was_down_gets_the_failure_later(
+    failure: str, http: HttpSink, tmp_path: Path
 ) -> None:
     http.take()
     down = HttpSink(free_port())
@@ -570,52 +571,27 @@ def test_a_data_team_channel_that_was_down_gets_the_check_failure_later(
         {"id": "data", "name": "Data team", "role": "data_team",
          "urls": [http.url("data"), down.url("data-pager")]},
     ])
-    checks = build_check_failure_sensor(routing_file=routing, notify=NOTIFY)
+    build = build_check_failure_sensor if failure == "check" else build_run_failure_sensor
+    sensor = build(routing_file=routing, notify=NOTIFY)
     with dg.instance_for_test(temp_dir=tempfile.mkdtemp()) as instance:
-        cursor = tick(checks, None, instance)
-        dg.materialize([tiny_asset, tiny_asset_is_positive], instance=instance)
-        cursor = tick(checks, cursor, instance)
+        cursor = tick(sensor, None, instance)
+        if failure == "check":
+            run = dg.materialize([tiny_asset, tiny_asset_is_positive], instance=instance)
+            expected = "tiny_asset_is_positive"
+        else:
+            run = dg.materialize([broken_asset], instance=instance, raise_on_error=False)
+            expected = "broken_asset: ValueError: source database timed out"
+        cursor = tick(sensor, cursor, instance)
         assert [p for p, _ in http.take()] == ["/data"]
-        cursor = tick(checks, cursor, instance)  # the pager is still down
+        cursor = tick(sensor, cursor, instance)  # the pager is still down: nothing twice
         assert http.take() == []
         down.start()
         try:
-            cursor = tick(checks, cursor, instance)
+            cursor = tick(sensor, cursor, instance)
             posts = down.take()
             assert [p for p, _ in posts] == ["/data-pager"]
-            assert "tiny_asset_is_positive" in posts[0][1]["message"]
-            tick(checks, cursor, instance)
-            assert down.take() == [] and http.take() == []
-        finally:
-            down.stop()
-
-
-def test_a_data_team_channel_that_was_down_gets_the_run_failure_later(
-    http: HttpSink, tmp_path: Path
-) -> None:
-    http.take()
-    down = HttpSink(free_port())
-    routing = write_routing(tmp_path / "routing.yaml", [
-        {"id": "data", "name": "Data team", "role": "data_team",
-         "urls": [http.url("data"), down.url("data-pager")]},
-    ])
-    runs = build_run_failure_sensor(routing_file=routing, notify=NOTIFY)
-    with dg.instance_for_test(temp_dir=tempfile.mkdtemp()) as instance:
-        cursor = tick(runs, None, instance)
-        failed = dg.materialize([broken_asset], instance=instance, raise_on_error=False)
-        assert not failed.success
-        cursor = tick(runs, cursor, instance)
-        assert [p for p, _ in http.take()] == ["/data"]
-        cursor = tick(runs, cursor, instance)  # the pager is still down: nothing twice
-        assert http.take() == []
-        down.start()
-        try:
-            cursor = tick(runs, cursor, instance)
-            posts = down.take()
-            assert [p for p, _ in posts] == ["/data-pager"]
-            assert failed.run_id in posts[0][1]["message"]
-            assert "broken_asset: ValueError: source database timed out" in posts[0][1]["message"]
-            tick(runs, cursor, instance)
+            assert expected in posts[0][1]["message"] and run.run_id in posts[0][1]["message"]
+            tick(sensor, cursor, instance)
             assert down.take() == [] and http.take() == []
         finally:
             down.stop()
