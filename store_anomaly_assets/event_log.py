@@ -8,7 +8,9 @@ transactions, a schema inspection and a fresh SQLite engine, 16-20 ms in all, wh
 Dagster's bookkeeping ~80% of a backfill. These subclasses store a batch in one
 transaction per database, with the same rows Dagster's own `store_event` writes:
 
-- the event row (for SQLite, in the run's shard and mirrored in the index shard);
+- the event row (for SQLite, in the run's shard and mirrored in the index shard; if the
+  index write fails, the run shard's rows are removed before Dagster's event-by-event
+  fallback stores them again);
 - the indexed asset-event tags;
 - the asset's `asset_keys` entry, updated once, from the batch's last event: it holds
   only "last materialization" columns, so the end state equals event-by-event updates.
@@ -85,10 +87,19 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             super().store_event_batch(events)
             return
         rows = [self._event_to_row(event) for event in events]
+        table = SqlEventLogStorageTable
         with self.run_connection(events[0].run_id) as conn:
-            conn.execute(SqlEventLogStorageTable.insert(), rows)
-        with self.index_transaction() as conn:
-            _index_batch(self, conn, events, rows)
+            run_ids = conn.execute(table.insert().returning(table.c.id), rows).scalars().all()
+        try:
+            with self.index_transaction() as conn:
+                _index_batch(self, conn, events, rows)
+        except Exception:
+            # Two files, two transactions. Dagster answers a failed batch by storing its
+            # events one by one: take the run shard's rows back first, or the run's log
+            # would show every event twice.
+            with self.run_connection(events[0].run_id) as conn:
+                conn.execute(table.delete().where(table.c.id.in_(run_ids)))
+            raise
 
 
 class BatchedMySQLEventLogStorage(MySQLEventLogStorage):

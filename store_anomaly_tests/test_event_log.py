@@ -141,6 +141,24 @@ def test_batched_storage_records_a_ranged_run_like_dagster_does(
     assert upstream["latest partition"] == KEYS[-1]
 
 
+def test_a_failed_index_write_leaves_no_duplicate_in_the_sqlite_run_log() -> None:
+    # SQLite keeps the run's events and the asset index in two files. When the index half
+    # of a batch fails, Dagster stores the batch again event by event: the run half must
+    # have been taken back, or the run's log shows each materialization twice.
+    from store_anomaly_assets import event_log
+
+    failing = mock.patch.object(event_log, "_index_batch",
+                                side_effect=sa.exc.OperationalError("INSERT", {}, "disk I/O"))
+    with open_instance("sqlite", batched=True) as instance, failing as index_batch:
+        run_id = materialize_range(instance)
+        assert index_batch.call_count == 2  # each asset's batch failed once, then fell back
+        seen = recorded(instance, run_id)
+    upstream = seen["daily_upstream"]
+    assert upstream["run events of this asset"] == len(KEYS)
+    assert upstream["partitions in storage order"] == KEYS
+    assert upstream["materialized partitions"] == KEYS
+
+
 def test_a_second_range_run_updates_the_asset_entry(server: sa.Engine) -> None:
     recreate_database(server, MYSQL_DB["db_name"])
     with open_instance("mysql", batched=True) as instance:
