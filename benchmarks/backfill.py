@@ -133,29 +133,20 @@ TARGET_PEAK_MB = 600.0
 
 SCRIPT = Path(__file__).resolve()  # before run_benchmark changes the working directory
 
-# Settings that would change what the pipeline computes if inherited from the shell (the
-# names settings.py reads besides the database ones); the package defaults apply instead.
-_UNSET = ("ACTIVE_STORES", "ALERT_PROFILE", "BASELINE_MASKING", "BUSINESS_TIMEZONE",
-          "DAILY_SCHEDULE_ENABLED", "DOW_WEEKS", "KNOWN_EVENTS", "KNOWN_EVENTS_FILE",
-          "KNOWN_EVENT_ALERTS", "LABOR_COST_PER_HOUR", "LOG_LEVEL", "LOG_RETENTION_DAYS",
-          "LOOKBACK_DAYS", "PARTITION_START_DATE", "REBASELINE_DAYS", "ROLLING_WINDOW",
-          "SIGMA_CRITICAL", "SIGMA_WARNING")
-
 
 # ---------------------------------------------------------------------------- environment
 
 
 def configure_environment(workdir: Path) -> None:
-    """Point every database prefix at the bench databases; call before importing the package."""
-    for prefix, name in {**SOURCE_DATABASES, "DBATEST_": ANALYTICS_DATABASE}.items():
-        os.environ[f"{prefix}HOST"] = HOST
-        os.environ[f"{prefix}PORT"] = str(PORT)
-        os.environ[f"{prefix}USER"] = USER
-        os.environ[f"{prefix}DB"] = name
-        os.environ.pop(f"{prefix}PASS", None)
-    os.environ["STORE_ANOMALY_DATA_DIR"] = str(workdir / "data")
-    for name in _UNSET:
-        os.environ.pop(name, None)
+    """Point every database prefix at the bench databases; call before importing the package.
+
+    The package's settings (`use_local_databases` also clears every behaviour setting, so
+    the package defaults apply) are import-safe; partitions and sensors are not.
+    """
+    from store_anomaly_assets.settings import use_local_databases
+
+    use_local_databases({**SOURCE_DATABASES, "DBATEST_": ANALYTICS_DATABASE}, workdir / "data",
+                        HOST, PORT, USER)
 
 
 def server_url(database: str | None = None) -> sa.URL:

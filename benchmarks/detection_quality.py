@@ -80,20 +80,11 @@ CONFIGS: dict[str, dict] = {
 
 
 def _set_env(scratch: Path) -> None:
-    """Before the package is imported: settings and partitions are read at import."""
-    for prefix, db in {**SOURCES, "DBATEST_": ANALYTICS}.items():
-        os.environ[f"{prefix}HOST"] = "127.0.0.1"
-        os.environ[f"{prefix}PORT"] = "3306"
-        os.environ[f"{prefix}USER"] = "root"
-        os.environ[f"{prefix}DB"] = db
-        os.environ.pop(f"{prefix}PASS", None)
-    os.environ["STORE_ANOMALY_DATA_DIR"] = str(scratch)
+    """Before the package's settings-reading modules are imported (partitions, sensors)."""
+    from store_anomaly_assets.settings import use_local_databases
+
+    use_local_databases({**SOURCES, "DBATEST_": ANALYTICS}, scratch)
     os.environ["DAGSTER_HOME"] = str(scratch / "dagster_home")
-    for name in ("ACTIVE_STORES", "ROLLING_WINDOW", "SIGMA_WARNING", "SIGMA_CRITICAL",
-                 "DOW_WEEKS", "PARTITION_START_DATE", "BUSINESS_TIMEZONE", "BASELINE_MASKING",
-                 "REBASELINE_DAYS", "ALERT_PROFILE", "KNOWN_EVENTS", "KNOWN_EVENTS_FILE",
-                 "KNOWN_EVENT_ALERTS", "LABOR_COST_PER_HOUR"):
-        os.environ.pop(name, None)
 
 
 # ------------------------------------------------------------------------ the chain

@@ -27,6 +27,35 @@ DATABASE_PREFIXES: dict[str, str] = {
 }
 SOURCE_PREFIXES = tuple(p for p in DATABASE_PREFIXES if p != "DBATEST_")
 
+# The settings besides the connections that change what a run computes, covers or logs
+# (the notifiers' NOTIFY_* and the UI link are not among them).
+BEHAVIOUR_SETTINGS = (
+    "ACTIVE_STORES", "ALERT_PROFILE", "BASELINE_MASKING", "BUSINESS_TIMEZONE",
+    "DAILY_SCHEDULE_ENABLED", "DOW_WEEKS", "KNOWN_EVENTS", "KNOWN_EVENTS_FILE",
+    "KNOWN_EVENT_ALERTS", "LABOR_COST_PER_HOUR", "LOG_LEVEL", "LOG_RETENTION_DAYS",
+    "LOOKBACK_DAYS", "PARTITION_START_DATE", "REBASELINE_DAYS", "ROLLING_WINDOW",
+    "SIGMA_CRITICAL", "SIGMA_WARNING",
+)
+
+
+def use_local_databases(
+    databases: dict[str, str], data_dir: Path, host: str = "127.0.0.1", port: int = 3306,
+    user: str = "root",
+) -> None:
+    """Point each prefix at its database on a local passwordless server (tests, benchmarks).
+
+    Clears BEHAVIOUR_SETTINGS, so a developer's shell cannot change what is measured, and
+    sets STORE_ANOMALY_DATA_DIR. Call it before importing modules that read settings at
+    import time (partitions, sensors).
+    """
+    for prefix, database in databases.items():
+        os.environ.update({f"{prefix}HOST": host, f"{prefix}PORT": str(port),
+                           f"{prefix}USER": user, f"{prefix}DB": database})
+        os.environ.pop(f"{prefix}PASS", None)
+    for name in BEHAVIOUR_SETTINGS:
+        os.environ.pop(name, None)
+    os.environ["STORE_ANOMALY_DATA_DIR"] = str(data_dir)
+
 
 class SettingsError(ValueError):
     """A setting has a value the product cannot use; the message names the setting."""

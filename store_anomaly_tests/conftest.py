@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from store_anomaly_assets.settings import use_local_databases
+
 MARIADB = sa.URL.create("mysql+pymysql", username="root", host="127.0.0.1", port=3306)
 SOURCE_DATABASES = {
     "OPSHOP_": "sat_opshop",
@@ -29,17 +31,8 @@ ANALYTICS_DATABASE = "test"
 _SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None
 DATA_DIR = Path(tempfile.mkdtemp(prefix="store-anomaly-tests-", dir=_SCRATCH))
 
-for _prefix, _db in {**SOURCE_DATABASES, "DBATEST_": ANALYTICS_DATABASE}.items():
-    os.environ[f"{_prefix}HOST"] = "127.0.0.1"
-    os.environ[f"{_prefix}PORT"] = "3306"
-    os.environ[f"{_prefix}USER"] = "root"
-    os.environ[f"{_prefix}DB"] = _db
-    os.environ.pop(f"{_prefix}PASS", None)
-os.environ["STORE_ANOMALY_DATA_DIR"] = str(DATA_DIR)
+use_local_databases({**SOURCE_DATABASES, "DBATEST_": ANALYTICS_DATABASE}, DATA_DIR)
 os.environ["DAGSTER_HOME"] = str(DATA_DIR / "dagster_home")
-for _name in ("ACTIVE_STORES", "ROLLING_WINDOW", "SIGMA_WARNING", "SIGMA_CRITICAL", "DOW_WEEKS",
-              "PARTITION_START_DATE", "BUSINESS_TIMEZONE"):
-    os.environ.pop(_name, None)
 
 import dagster as dg  # noqa: E402
 
