@@ -122,3 +122,16 @@ CREATE TABLE IF NOT EXISTS store_anomaly_pipeline_log (
     KEY idx_log_run_date (run_date),
     KEY idx_log_run_id (run_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Who holds the pipeline's run lock (the lock itself is a named server lock); not granted
+-- to read-only accounts.
+CREATE TABLE IF NOT EXISTS store_anomaly_run_lock (
+    lock_scope      VARCHAR(64)  NOT NULL,
+    run_id          VARCHAR(64)  NOT NULL,
+    acquired_at     DATETIME     NOT NULL,
+    released_at     DATETIME     NULL,
+    holder          VARCHAR(128) NULL,
+    partition_start DATE         NULL,
+    partition_end   DATE         NULL,
+    PRIMARY KEY (lock_scope)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

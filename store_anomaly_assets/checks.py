@@ -59,7 +59,14 @@ def _result(
         return dg.AssetCheckResult(
             passed=True, severity=severity, metadata={"skipped": "run has no partition range"}
         )
-    finding = find(start, end)
+    try:
+        finding = find(start, end)
+    except Exception as exc:
+        # A check that cannot run has not verified anything: its step fails, logged.
+        write_log_row(analytics.engine(), context.run.run_id, start, end, 12, "FAILED",
+                      error_message=f"{name} could not run: {type(exc).__name__}: {exc}",
+                      step_name=f"verify_{name}")
+        raise
     passed = not finding.problems
     # A WARN finding (a closed day, a quiet source) is worth reading but is no failed
     # step: it is logged as SUCCESS with the warning, so the guide's FAILED query stays

@@ -10,9 +10,9 @@ from store_anomaly_assets.jobs import log_rotation_job, store_anomaly_job
 from store_anomaly_assets.resources import (
     AnomalySettings,
     ExtractIOManager,
-    RunLock,
     database_resources,
 )
+from store_anomaly_assets.run_lock import RunLock
 from store_anomaly_assets.schedules import daily_store_anomaly_schedule, log_rotation_schedule
 from store_anomaly_assets.sensors import ALL_SENSORS
 from store_anomaly_assets.settings import Settings
@@ -34,7 +34,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         resources={
             **resources,
             "anomaly_settings": AnomalySettings.from_settings(settings),
-            "run_lock": RunLock(analytics=resources["analytics"]),
+            "run_lock": RunLock(analytics=resources["analytics"],
+                                timeout_seconds=settings.run_lock_timeout_seconds),
             "extract_io_manager": ExtractIOManager(base_dir=str(settings.data_dir / "extracts")),
         },
     )

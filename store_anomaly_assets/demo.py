@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
-from store_anomaly_assets.resources import RESOURCE_KEYS, create_engine, database_resources
+from store_anomaly_assets.resources import RESOURCE_KEYS, resolved_databases
 from store_anomaly_assets.settings import Settings
 from store_anomaly_assets.sources import synthetic
 from store_anomaly_assets.storage import schema
@@ -19,9 +19,9 @@ from store_anomaly_assets.storage.init_db import init_db
 
 def source_engines(settings: Settings) -> dict[str, sa.Engine]:
     """Writable engines on the source databases, for loading a generated chain."""
-    resources = database_resources(settings)
+    resources = resolved_databases(settings)
     return {
-        prefix: create_engine(resources[key].url, read_only=False)
+        prefix: resources[key].writable_engine()
         for prefix, key in RESOURCE_KEYS.items()
         if prefix != "DBATEST_"
     }
@@ -71,7 +71,7 @@ def run_demo(settings: Settings, scale: float = 1.0, fresh: bool = False) -> int
         print(f"  {chain.orders.height:,} orders, {chain.production.height:,} production "
               f"records, {chain.schedules.height:,} shifts, {chain.inspections.height} "
               f"inspections in {time.perf_counter() - clock:.1f} s")
-    analytics = database_resources(settings)["analytics"].engine()
+    analytics = resolved_databases(settings)["analytics"].writable_engine()
     init_db(analytics)
     home = ensure_dagster_home(settings)
     print(f"Backfilling {spec.start}..{spec.end} in one Dagster run ...")
@@ -89,8 +89,11 @@ def run_demo(settings: Settings, scale: float = 1.0, fresh: bool = False) -> int
         print("\nTop open alerts:")
         print(top_alerts(analytics))
     print(f"\nGround truth of the injected anomalies: {marker}")
+    if not settings.schedule_enabled:
+        print(f"The daily schedule is off in the demo: its chain ends on {spec.end}, so a "
+              "daily run would find no source data (DAILY_SCHEDULE_ENABLED=true turns it on).")
     print("Open the Dagster UI on this demo:")
     print(f"  DAGSTER_HOME={home} STORE_ANOMALY_DATA_DIR={data_dir} "
-          "dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000")
+          "dagster dev -m store_anomaly_assets.definitions -h 127.0.0.1 -p 3000")
     print("  then browse http://127.0.0.1:3000")
     return 0

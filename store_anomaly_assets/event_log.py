@@ -133,6 +133,9 @@ def sqlite_instance_config(dagster_home: Path) -> dict[str, Any]:
             "class": BatchedSqliteEventLogStorage.__name__,
             "config": {"base_dir": str(dagster_home / "history" / "runs")},
         },
+        # Runs launched by the daemon whose process dies are marked failed; CLI runs
+        # killed mid-way are marked by the pipeline's next run (run_lock.py).
+        "run_monitoring": {"enabled": True, "max_resume_run_attempts": 0},
         "telemetry": {"enabled": False},
     }
 

@@ -7,16 +7,12 @@ level, whatever the account may do.
 
 
 import dataclasses
-import fcntl
-import os
-import time
 from pathlib import Path
-from typing import IO
 
 import dagster as dg
 import polars as pl
 import sqlalchemy as sa
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from store_anomaly_assets.settings import DATABASE_PREFIXES, Settings, SpcSettings
 
@@ -40,28 +36,50 @@ def _make_read_only(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-_ENGINES: dict[tuple[sa.URL, bool], sa.Engine] = {}
+class DatabaseMissingError(RuntimeError):
+    """An embedded database file does not exist; the message says how to create it."""
 
 
-def create_engine(url: sa.URL, read_only: bool) -> sa.Engine:
-    """One pooled engine per database and mode for the life of the process."""
-    engine = _ENGINES.get((url, read_only))
+class DatabaseError(RuntimeError):
+    """A database failed or did not answer; the message names the database, never a secret."""
+
+
+_ENGINES: dict[tuple[sa.URL, bool, int, int], sa.Engine] = {}
+
+
+def create_engine(
+    url: sa.URL, read_only: bool, connect_timeout: int = 10, read_timeout: int = 600
+) -> sa.Engine:
+    """One pooled engine per database, mode and timeouts for the life of the process.
+
+    Every MySQL connection has a connect, read and write timeout, so a server that stops
+    answering fails the step instead of hanging the run (and its lock) forever.
+    """
+    key = (url, read_only, connect_timeout, read_timeout)
+    engine = _ENGINES.get(key)
     if engine is not None:
         return engine
     if url.get_backend_name() == "sqlite":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": connect_timeout})
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+        engine = sa.create_engine(
+            url, pool_pre_ping=True, pool_recycle=3600,
+            connect_args={"connect_timeout": connect_timeout, "read_timeout": read_timeout,
+                          "write_timeout": read_timeout},
+        )
     if read_only:
         sa.event.listen(engine, "connect", _make_read_only)
-    return _ENGINES.setdefault((url, read_only), engine)
+    return _ENGINES.setdefault(key, engine)
 
 
 def dispose_engines() -> None:
     """Close every pooled connection, so a process can end without the server seeing drops."""
     for engine in _ENGINES.values():
         engine.dispose()
+
+
+# MySQL client errors that mean the server did not answer or could not be reached.
+_UNREACHABLE = {2002, 2003, 2005, 2006, 2013}
 
 
 class Database(dg.ConfigurableResource):
@@ -74,12 +92,24 @@ class Database(dg.ConfigurableResource):
     password: str = Field(default="", description="Set through an EnvVar, never inline")
     sqlite_dir: str = Field(default=".store_anomaly", description="Folder of the SQLite files")
     read_only: bool = Field(default=True, description="Open read-only sessions (sources)")
+    connect_timeout_seconds: int = Field(default=10, description="DB_CONNECT_TIMEOUT_SECONDS")
+    read_timeout_seconds: int = Field(default=600, description="DB_READ_TIMEOUT_SECONDS")
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.sqlite_dir).absolute() / f"{self.database}.sqlite"
+
+    def sqlite_url(self, create: bool = False) -> sa.URL:
+        # URI mode: opening never creates a file unless asked (demo, init-db), so a
+        # command run with the wrong data directory fails instead of making empty files.
+        mode = "rwc" if create else ("ro" if self.read_only else "rw")
+        return sa.URL.create("sqlite", database=f"file:{self.sqlite_path}?mode={mode}",
+                             query={"uri": "true"})
 
     @property
     def url(self) -> sa.URL:
         if not self.host:
-            path = Path(self.sqlite_dir).absolute() / f"{self.database}.sqlite"
-            return sa.URL.create("sqlite", database=str(path))
+            return self.sqlite_url()
         return sa.URL.create(
             "mysql+pymysql",
             username=self.user,
@@ -95,17 +125,55 @@ class Database(dg.ConfigurableResource):
         return not self.host
 
     def engine(self) -> sa.Engine:
-        return create_engine(self.url, self.read_only)
+        if self.is_sqlite and not self.sqlite_path.exists():
+            raise DatabaseMissingError(
+                f"no {self.database} database at {self.sqlite_path}: run `store-anomaly demo` "
+                "(embedded demo) or `store-anomaly init-db`, or configure the *_HOST settings"
+            )
+        return create_engine(self.url, self.read_only, self.connect_timeout_seconds,
+                             self.read_timeout_seconds)
+
+    def writable_engine(self) -> sa.Engine:
+        """A read-write engine that creates a missing SQLite file (demo loading, init-db)."""
+        if self.is_sqlite:
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            url = self.sqlite_url(create=True)
+        else:
+            url = self.url
+        return create_engine(url, False, self.connect_timeout_seconds, self.read_timeout_seconds)
 
     def describe(self) -> str:
         """Where it points, for messages: never includes the password."""
         if self.is_sqlite:
-            return f"sqlite {self.url.database}"
+            return f"sqlite {self.sqlite_path}"
         return f"mysql {self.user}@{self.host}:{self.port}/{self.database}"
+
+    def explain(self, exc: BaseException) -> DatabaseError:
+        """`exc` as one line naming this database: a timeout says which setting to raise."""
+        orig = getattr(exc, "orig", exc)
+        code = orig.args[0] if getattr(orig, "args", None) else None
+        reason = str(orig.args[1] if code is not None and len(orig.args) > 1 else orig)
+        reason = reason.replace(self.password, "***") if self.password else reason
+        reason = reason.strip().splitlines()[0] if reason.strip() else type(orig).__name__
+        if code == 2013 or "timed out" in reason:
+            return DatabaseError(
+                f"database {self.database} ({self.describe()}) did not answer within "
+                f"{self.read_timeout_seconds} s (DB_READ_TIMEOUT_SECONDS): {reason}"
+            )
+        if code in _UNREACHABLE:
+            return DatabaseError(
+                f"cannot reach database {self.database} ({self.describe()}) within "
+                f"{self.connect_timeout_seconds} s (DB_CONNECT_TIMEOUT_SECONDS): {reason}"
+            )
+        return DatabaseError(f"database {self.database} ({self.describe()}): {reason}")
 
 
 def database_resources(settings: Settings) -> dict[str, Database]:
-    """The six Database resources from the guide's environment variables."""
+    """The six Database resources from the guide's environment variables.
+
+    Passwords are `EnvVar`s, resolved by Dagster inside runs; outside a run call
+    `resolved_databases` instead.
+    """
     resources = {}
     for prefix, key in RESOURCE_KEYS.items():
         db = settings.databases[prefix]
@@ -113,77 +181,21 @@ def database_resources(settings: Settings) -> dict[str, Database]:
             "database": db.database,
             "sqlite_dir": str(settings.data_dir),
             "read_only": prefix != "DBATEST_",
+            "connect_timeout_seconds": settings.connect_timeout_seconds,
+            "read_timeout_seconds": settings.read_timeout_seconds,
         }
         if db.configured:
             config.update(host=db.host, port=db.port, user=db.user or "root")
-            if os.environ.get(f"{prefix}PASS"):
+            if db.password:
                 config["password"] = dg.EnvVar(f"{prefix}PASS")
         resources[key] = Database(**config)
     return resources
 
 
-class RunLock(dg.ConfigurableResource):
-    """Held for a whole run, so two runs never write the analytics tables at once.
-
-    A MySQL named lock (GET_LOCK) on the analytics server, or a file lock beside the
-    SQLite files; a second run waits up to `timeout_seconds`, then fails saying why.
-    Runs execute in one process, so the lock spans every step.
-    """
-
-    analytics: Database
-    name: str = "store_anomaly_pipeline"
-    timeout_seconds: int = 900
-
-    _connection: sa.Connection | None = PrivateAttr(default=None)
-    _file: IO | None = PrivateAttr(default=None)
-
-    @property
-    def lock_name(self) -> str:
-        """Named locks are server-wide: scope it to the analytics database it protects."""
-        return f"{self.name}:{self.analytics.database}"[:64]
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.analytics.is_sqlite:
-            self._lock_file(Path(self.analytics.sqlite_dir) / f"{self.name}.lock")
-            return
-        conn = self.analytics.engine().connect()
-        got = conn.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
-                           {"name": self.lock_name, "timeout": self.timeout_seconds}).scalar()
-        if got != 1:
-            conn.close()
-            raise RuntimeError(
-                f"another run has held lock {self.lock_name!r} on {self.analytics.describe()} for "
-                f"over {self.timeout_seconds} s; wait for it or raise the timeout"
-            )
-        self._connection = conn
-
-    def _lock_file(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("w")
-        deadline = time.monotonic() + self.timeout_seconds
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._file = handle
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    handle.close()
-                    raise RuntimeError(
-                        f"another run has held {path} for over {self.timeout_seconds} s"
-                    ) from None
-                time.sleep(0.2)
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._connection is not None:
-            self._connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"),
-                                     {"name": self.lock_name})
-            self._connection.close()
-            self._connection = None
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
+def resolved_databases(settings: Settings) -> dict[str, Database]:
+    """The same resources with their secrets resolved, for use outside a Dagster run (CLI)."""
+    return {key: resource.process_config_and_initialize()
+            for key, resource in database_resources(settings).items()}
 
 
 class AnomalySettings(dg.ConfigurableResource):
@@ -277,4 +289,5 @@ class ExtractIOManager(dg.ConfigurableIOManager):
 
 
 __all__ = ["DATABASE_PREFIXES", "RESOURCE_KEYS", "AnomalySettings", "Database",
-           "ExtractIOManager", "RunLock", "create_engine", "database_resources"]
+           "DatabaseError", "DatabaseMissingError", "ExtractIOManager", "create_engine",
+           "database_resources", "resolved_databases"]

@@ -7,6 +7,7 @@ config can override the SPC settings per run (see `resources.AnomalySettings`).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,6 +28,10 @@ DATABASE_PREFIXES: dict[str, str] = {
 }
 SOURCE_PREFIXES = tuple(p for p in DATABASE_PREFIXES if p != "DBATEST_")
 
+# The data directory (demo chain, extracts, default DAGSTER_HOME) is per user, not per
+# working directory, so every command finds the same one wherever it is started.
+DEFAULT_DATA_DIR = Path("~/.store_anomaly")
+
 # The settings besides the connections that change what a run computes, covers or logs
 # (the notifiers' NOTIFY_* and the UI link are not among them).
 BEHAVIOUR_SETTINGS = (
@@ -34,7 +39,8 @@ BEHAVIOUR_SETTINGS = (
     "DAILY_SCHEDULE_ENABLED", "DOW_WEEKS", "KNOWN_EVENTS", "KNOWN_EVENTS_FILE",
     "KNOWN_EVENT_ALERTS", "LABOR_COST_PER_HOUR", "LOG_LEVEL", "LOG_RETENTION_DAYS",
     "LOOKBACK_DAYS", "PARTITION_START_DATE", "REBASELINE_DAYS", "ROLLING_WINDOW",
-    "SIGMA_CRITICAL", "SIGMA_WARNING",
+    "SIGMA_CRITICAL", "SIGMA_WARNING", "DB_CONNECT_TIMEOUT_SECONDS", "DB_READ_TIMEOUT_SECONDS",
+    "RUN_LOCK_TIMEOUT_SECONDS",
 )
 
 
@@ -84,6 +90,13 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _int_within(name: str, default: int, minimum: int, maximum: int) -> int:
+    value = _int(name, default, minimum)
+    if value > maximum:
+        raise SettingsError(f"setting {name}={value} must be at most {maximum}")
+    return value
+
+
 def _float(name: str, default: float) -> float:
     raw = _get(name)
     if raw is None:
@@ -92,8 +105,12 @@ def _float(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"setting {name}={raw!r} is not a number") from None
+    # float() reads "nan" and "inf": neither is a threshold, and NaN compares false with
+    # everything, which would silently switch rules off.
+    if not math.isfinite(value):
+        raise SettingsError(f"setting {name}={raw!r} must be a finite number")
     if value <= 0:
-        raise SettingsError(f"setting {name}={value} must be positive")
+        raise SettingsError(f"setting {name}={raw!r} must be positive")
     return value
 
 
@@ -192,14 +209,11 @@ class SpcSettings:
             raise SettingsError(
                 f"KNOWN_EVENT_ALERTS ({self.known_event_alerts!r}) must be 'mark' or 'suppress'"
             )
-        # More masked days than the baseline can spare (28 - 20) would leave days unscored.
-        spare = self.rolling_window - self.min_baseline_values + 1
-        if not 1 <= self.rebaseline_days <= spare:
-            raise SettingsError(
-                f"REBASELINE_DAYS ({self.rebaseline_days}) must be between 1 and {spare} "
-                f"(ROLLING_WINDOW minus the {self.min_baseline_values} baseline values "
-                "a score needs, plus one)"
-            )
+        for name, value in (("SIGMA_WARNING", self.sigma_warning),
+                            ("SIGMA_CRITICAL", self.sigma_critical),
+                            ("LABOR_COST_PER_HOUR", self.labor_cost_per_hour)):
+            if not math.isfinite(value) or value <= 0:
+                raise SettingsError(f"{name} ({value}) must be a finite positive number")
         if self.sigma_warning >= self.sigma_critical:
             raise SettingsError(
                 f"SIGMA_WARNING ({self.sigma_warning}) must be below "
@@ -207,6 +221,18 @@ class SpcSettings:
             )
         if self.rolling_window < 2:
             raise SettingsError(f"ROLLING_WINDOW ({self.rolling_window}) must be at least 2")
+        if self.dow_weeks < 1:
+            raise SettingsError(f"DOW_WEEKS ({self.dow_weeks}) must be at least 1")
+        # REBASELINE_DAYS only matters when masking is on: more masked days than the
+        # baseline can spare (28 - 20) would leave days unscored.
+        spare = self.rolling_window - self.min_baseline_values + 1
+        if self.masking and not 1 <= self.rebaseline_days <= spare:
+            raise SettingsError(
+                f"REBASELINE_DAYS ({self.rebaseline_days}) must be between 1 and {spare} "
+                f"with BASELINE_MASKING={self.baseline_masking} and ROLLING_WINDOW="
+                f"{self.rolling_window} (the window minus the {self.min_baseline_values} "
+                "baseline values a score needs, plus one)"
+            )
 
     @property
     def min_baseline_values(self) -> int:
@@ -332,6 +358,12 @@ class Settings:
     log_retention_days: int
     spc: SpcSettings
     notify: NotifySettings = field(default_factory=NotifySettings)
+    # Every database connection: how long to wait for the server to accept, and for any
+    # one answer (a backfill's source aggregate must fit in the read timeout).
+    connect_timeout_seconds: int = 10
+    read_timeout_seconds: int = 600
+    # How long a run waits for another run's lock before it fails, saying who holds it.
+    run_lock_timeout_seconds: int = 900
 
     @property
     def databases(self) -> dict[str, DatabaseSettings]:
@@ -359,14 +391,21 @@ class Settings:
             raise SettingsError(
                 f"setting BUSINESS_TIMEZONE={timezone!r} is not an IANA time zone"
             ) from None
+        embedded = not any(_get(f"{prefix}HOST") for prefix in DATABASE_PREFIXES)
         return cls(
             partition_start=start,
             business_timezone=timezone,
             lookback_days=_int("LOOKBACK_DAYS", 3, minimum=0),
             active_stores=parse_store_ids(_get("ACTIVE_STORES")),
-            data_dir=Path(_get("STORE_ANOMALY_DATA_DIR", ".store_anomaly")).absolute(),
-            schedule_enabled=_bool("DAILY_SCHEDULE_ENABLED", True),
+            data_dir=Path(_get("STORE_ANOMALY_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+            .absolute(),
+            # The embedded demo chain ends on a fixed day, so its schedule would ask for days
+            # without data: off unless asked for.
+            schedule_enabled=_bool("DAILY_SCHEDULE_ENABLED", not embedded),
             log_retention_days=_int("LOG_RETENTION_DAYS", 90),
             spc=SpcSettings.from_env(),
             notify=NotifySettings.from_env(),
+            connect_timeout_seconds=_int_within("DB_CONNECT_TIMEOUT_SECONDS", 10, 1, 3600),
+            read_timeout_seconds=_int_within("DB_READ_TIMEOUT_SECONDS", 600, 1, 86400),
+            run_lock_timeout_seconds=_int_within("RUN_LOCK_TIMEOUT_SECONDS", 900, 0, 86400),
         )

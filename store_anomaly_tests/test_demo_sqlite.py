@@ -39,7 +39,8 @@ def test_demo_runs_end_to_end_and_explains_itself(demo) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Health grid on 2026-02-15" in out and "Top open alerts" in out
-    assert "dagster dev -w workspace.yaml -h 127.0.0.1" in out
+    assert "dagster dev -m store_anomaly_assets.definitions -h 127.0.0.1" in out
+    assert "daily schedule is off in the demo" in out
     truth = pl.read_csv(data_dir / "ground_truth.csv")
     assert truth.height >= 8 and {"store_id", "metric_date", "metric_name"} <= set(truth.columns)
     assert sorted(p.name for p in data_dir.glob("*.sqlite")) == sorted(

@@ -151,10 +151,14 @@ def test_failed_step_is_logged_without_the_password(
     assert run_cli("--date", "2026-01-05") == 1
     err = capsys.readouterr().err
     assert "extract" in err and "Access denied" in err
-    log = frame(analytics_engine,
-                "SELECT step_number, status, error_message FROM store_anomaly_pipeline_log "
-                "WHERE status = 'FAILED' ORDER BY id DESC LIMIT 1").row(0, named=True)
-    assert log["step_number"] == 2 and "Access denied" in log["error_message"]
+    newest_run = frame(analytics_engine, "SELECT run_id FROM store_anomaly_pipeline_log "
+                       "ORDER BY id DESC LIMIT 1")["run_id"][0]
+    failed = frame(analytics_engine,
+                   "SELECT step_number, error_message FROM store_anomaly_pipeline_log "
+                   "WHERE run_id = :r AND status = 'FAILED' ORDER BY id", r=newest_run)
+    assert failed["step_number"].to_list() == [2, 11]
+    assert "Access denied" in failed["error_message"][0]
+    assert "failed at step(s) 2" in failed["error_message"][1]
     everything = frame(analytics_engine, "SELECT error_message FROM store_anomaly_pipeline_log "
                        "WHERE error_message IS NOT NULL")
     assert not any(secret in m for m in everything["error_message"])

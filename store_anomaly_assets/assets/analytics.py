@@ -13,13 +13,15 @@ import dagster as dg
 import polars as pl
 
 from store_anomaly_assets.partitions import daily_partitions, partition_dates
-from store_anomaly_assets.resources import AnomalySettings, Database, RunLock
+from store_anomaly_assets.resources import AnomalySettings, Database
+from store_anomaly_assets.run_lock import RunLock
 from store_anomaly_assets.sources.extraction import active_store_ids
 from store_anomaly_assets.stats import alerts as alert_stats
 from store_anomaly_assets.stats import calendar, health, kpis, spc
 from store_anomaly_assets.storage import reads, schema
 from store_anomaly_assets.storage.pipeline_log import logged_step, utcnow, write_log_row
-from store_anomaly_assets.storage.writes import merge_alerts, replace_range
+from store_anomaly_assets.storage.reads import days_without_rows, format_days
+from store_anomaly_assets.storage.writes import merge_alerts, replace_kpis, replace_range
 
 GROUP = "analytics"
 _COMMON = {
@@ -64,16 +66,21 @@ def store_kpi_daily(
         frame = kpis.build_kpis(
             store_master, sales_extract, production_extract, staffing_extract, quality_extract
         )
-        step.rows_affected = replace_range(
-            engine, schema.store_kpi_daily, frame, start, end, active_store_ids(store_master),
+        step.rows_affected = replace_kpis(
+            engine, frame, start, end, active_store_ids(store_master),
             {"run_id": context.run.run_id, "updated_at": utcnow()},
         )
+    quiet_days = days_without_rows(frame, start, end)
+    if quiet_days:
+        context.log.warning(f"no source data for {format_days(quiet_days)}: those days have no "
+                            "KPIs, scores, health or alerts")
     return dg.MaterializeResult(
         metadata={
             "rows_written": step.rows_affected,
             "range": f"{start}..{end}",
             "stores": frame["store_id"].n_unique(),
             "revenue_total": round(float(frame["revenue"].sum() or 0), 2),
+            "days_without_source_data": format_days(quiet_days) or "none",
         }
     )
 
@@ -179,7 +186,8 @@ def store_health_scores(
 
 @dg.asset(
     **_COMMON,
-    deps=[store_anomaly_scores],
+    # After health, so that step 11's row closes a run whose steps 1-10 all succeeded.
+    deps=[store_anomaly_scores, store_health_scores],
     description="Step 10: tiered bilingual alerts, merged so acknowledgments survive "
     "recomputes.",
 )

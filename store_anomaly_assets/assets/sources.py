@@ -13,7 +13,8 @@ import polars as pl
 import sqlalchemy as sa
 
 from store_anomaly_assets.partitions import daily_partitions, partition_dates, run_range
-from store_anomaly_assets.resources import AnomalySettings, Database, RunLock
+from store_anomaly_assets.resources import AnomalySettings, Database
+from store_anomaly_assets.run_lock import RunLock
 from store_anomaly_assets.sources import extraction
 from store_anomaly_assets.storage.pipeline_log import logged_step
 
@@ -37,7 +38,11 @@ def store_master(
     # `run_lock` is held from here to the end of the run: see RunLock.
     start, end = run_range(context)
     with logged_step(analytics.engine(), context.run.run_id, start, end, 1) as step:
-        stores = extraction.load_store_master(opshop.engine(), anomaly_settings.active_stores)
+        try:
+            stores = extraction.load_store_master(opshop.engine(),
+                                                  anomaly_settings.active_stores)
+        except sa.exc.DBAPIError as exc:
+            raise opshop.explain(exc) from exc
         step.rows_affected = stores.height
     active = stores.filter(pl.col("is_active"))
     context.add_output_metadata(
@@ -71,7 +76,10 @@ def _extract_asset(
         source: Database = getattr(context.resources, source_key)
         analytics: Database = context.resources.analytics
         with logged_step(analytics.engine(), context.run.run_id, start, end, step_number) as step:
-            frame = extractor(source.engine(), store_master, start, end)
+            try:
+                frame = extractor(source.engine(), store_master, start, end)
+            except sa.exc.DBAPIError as exc:
+                raise source.explain(exc) from exc
             step.rows_affected = frame.height
         context.add_output_metadata(
             {"rows": frame.height, "range": f"{start}..{end}", "source": source.describe()}

@@ -9,21 +9,48 @@ import polars as pl
 import sqlalchemy as sa
 
 
+def _polars_type(sa_type: sa.types.TypeEngine) -> pl.DataType | None:
+    """The polars type of a SQL column type, so frames keep their types when empty or NULL."""
+    if isinstance(sa_type, sa.Boolean):
+        return pl.Boolean()
+    if isinstance(sa_type, sa.Integer):
+        return pl.Int64()
+    if isinstance(sa_type, sa.Numeric | sa.Float):
+        return pl.Float64()
+    if isinstance(sa_type, sa.DateTime):
+        return pl.Datetime("us")
+    if isinstance(sa_type, sa.Date):
+        return pl.Date()
+    if isinstance(sa_type, sa.String):
+        return pl.String()
+    return None
+
+
+def _declared_types(query: sa.Executable) -> dict[str, pl.DataType]:
+    columns = getattr(query, "selected_columns", None)
+    if columns is None:
+        return {}
+    types = {c.key: _polars_type(c.type) for c in columns}
+    return {name: t for name, t in types.items() if t is not None}
+
+
 def read_frame(
     engine: sa.Engine,
     query: sa.Executable,
     params: Mapping[str, Any] | None = None,
     schema_overrides: Mapping[str, pl.DataType | type[pl.DataType]] | None = None,
 ) -> pl.DataFrame:
-    """Run a Core statement and return its rows as a DataFrame (typed even when empty).
+    """Run a Core statement and return its rows as a DataFrame, typed even when empty.
 
-    DECIMAL columns arrive as Decimal objects; `schema_overrides` casts them to floats.
+    Column types come from the statement (a SELECT of typed columns), then
+    `schema_overrides`: an empty result or an all-NULL column keeps its type instead of
+    polars' Null, and DECIMALs arrive as floats.
     """
     with engine.connect() as conn:
         result = conn.execute(query, dict(params or {}))
         columns = list(result.keys())
         rows = result.fetchall()
-    overrides = dict(schema_overrides or {})
+    overrides = {**_declared_types(query), **dict(schema_overrides or {})}
     if not rows:
         return pl.DataFrame(
             schema={c: overrides.get(c, pl.Null) for c in columns}

@@ -32,7 +32,33 @@ STEPS: dict[int, str] = {
     12: "verify",
 }
 
+# The step of each asset's Dagster step key: a failure outside a logged step (an IO
+# write, an input load) is logged under it.
+STEP_OF_ASSET: dict[str, int] = {
+    "store_master": 1,
+    "sales_extract": 2,
+    "production_extract": 3,
+    "staffing_extract": 4,
+    "quality_extract": 5,
+    "store_kpi_daily": 6,
+    "store_anomaly_scores": 8,
+    "store_health_scores": 9,
+    "store_anomaly_alerts": 10,
+}
+
 _MAX_ERROR = 2000
+
+
+def root_cause(error: object) -> str:
+    """The innermost message of a Dagster error chain, one line.
+
+    Dagster wraps a step's exception ("Error occurred while executing op ..."); the
+    cause is what a person can act on.
+    """
+    while getattr(error, "cause", None) is not None or getattr(error, "context", None):
+        error = getattr(error, "cause", None) or error.context
+    message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+    return message.strip().splitlines()[0]
 
 
 def utcnow() -> datetime:
@@ -109,6 +135,17 @@ def logged_step(
         duration_seconds=round(time.perf_counter() - clock, 3), started_at=started_at,
         step_name=step_name,
     )
+
+
+def step_statuses(engine: sa.Engine, run_id: str) -> dict[int, set[str]]:
+    """The statuses logged for each step of a run."""
+    t = store_anomaly_pipeline_log
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.step_number, t.c.status).where(t.c.run_id == run_id))
+        statuses: dict[int, set[str]] = {}
+        for step, status in rows:
+            statuses.setdefault(step, set()).add(status)
+    return statuses
 
 
 def purge_log(engine: sa.Engine, retention_days: int, today: date | None = None) -> int:

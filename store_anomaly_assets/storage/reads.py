@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import sqlalchemy as sa
@@ -68,3 +68,28 @@ def read_scores(
 # value, so narrower reads are proportionally faster.
 HEALTH_SCORE_COLUMNS = ["store_id", "metric_date", "metric_name", "z_score", "rules_violated"]
 ALERT_SCORE_COLUMNS = [*HEALTH_SCORE_COLUMNS, "store_name", "metric_value", "cl", "severity"]
+
+
+def days_without_rows(frame: pl.DataFrame, start: date, end: date) -> list[date]:
+    """Days of start..end on which `frame` (keyed by metric_date) has no row."""
+    present = set(frame["metric_date"].to_list())
+    days = (start + timedelta(days=i) for i in range((end - start).days + 1))
+    return [day for day in days if day not in present]
+
+
+def format_days(days: Sequence[date]) -> str:
+    """`2025-12-25, 2026-11-26..2026-11-29`: consecutive days as ranges."""
+    runs: list[list[date]] = []
+    for day in sorted(days):
+        if runs and day - runs[-1][-1] == timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
+
+
+def days_without_kpis(engine: sa.Engine, start: date, end: date) -> list[date]:
+    """Days of start..end with no KPI row for any store: no source had data."""
+    t = store_kpi_daily
+    query = sa.select(t.c.metric_date).where(t.c.metric_date.between(start, end)).distinct()
+    return days_without_rows(read_frame(engine, query), start, end)

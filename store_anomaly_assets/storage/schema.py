@@ -1,4 +1,4 @@
-"""The five analytics tables (DESIGN section 4), as SQLAlchemy Core.
+"""The five analytics tables and the run-lock holder (DESIGN section 4), as SQLAlchemy Core.
 
 `sql/02_create_analytics_schema.sql` is the same schema for MySQL 8 and MariaDB 10.11;
 `store_anomaly_tests/test_schema.py` proves the two do not drift.
@@ -139,6 +139,21 @@ store_anomaly_pipeline_log = sa.Table(
     sa.Column("updated_at", sa.DateTime),
     sa.Index("idx_log_run_date", "run_date"),
     sa.Index("idx_log_run_id", "run_id"),
+)
+
+# Who holds the pipeline's run lock, so a waiting run can say so and the next run can
+# recognise one that was killed while holding it (released_at stays NULL). Not granted to
+# readers: the lock itself is a named server lock (resources.RunLock).
+store_anomaly_run_lock = sa.Table(
+    "store_anomaly_run_lock",
+    metadata,
+    sa.Column("lock_scope", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+    sa.Column("released_at", sa.DateTime),
+    sa.Column("holder", sa.String(128)),
+    sa.Column("partition_start", sa.Date),
+    sa.Column("partition_end", sa.Date),
 )
 
 ANALYTICS_TABLES = (

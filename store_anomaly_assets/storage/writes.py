@@ -16,7 +16,12 @@ import polars as pl
 import sqlalchemy as sa
 
 from store_anomaly_assets.storage.frames import frame_rows
-from store_anomaly_assets.storage.schema import store_anomaly_alerts
+from store_anomaly_assets.storage.schema import (
+    store_anomaly_alerts,
+    store_anomaly_scores,
+    store_health_scores,
+    store_kpi_daily,
+)
 
 _CHUNK = 5000
 
@@ -36,6 +41,19 @@ def replace_range(
     audit: dict,
 ) -> int:
     """Replace the rows of `store_ids` dated start..end with `frame`, atomically."""
+    with engine.begin() as conn:
+        return _replace(conn, table, frame, start, end, store_ids, audit)
+
+
+def _replace(
+    conn: sa.Connection,
+    table: sa.Table,
+    frame: pl.DataFrame,
+    start: date,
+    end: date,
+    store_ids: Sequence[int],
+    audit: dict,
+) -> int:
     outside = frame.filter(~pl.col("metric_date").is_between(start, end))
     if not outside.is_empty():
         raise ValueError(
@@ -46,15 +64,46 @@ def replace_range(
     rows = frame_rows(frame, columns)
     for row in rows:
         row.update(audit)
-    with engine.begin() as conn:
-        conn.execute(
-            table.delete().where(
-                table.c.metric_date.between(start, end),
-                table.c.store_id.in_(list(store_ids)),
-            )
+    conn.execute(
+        table.delete().where(
+            table.c.metric_date.between(start, end),
+            table.c.store_id.in_(list(store_ids)),
         )
-        _insert(conn, table, rows)
+    )
+    _insert(conn, table, rows)
     return len(rows)
+
+
+def replace_kpis(
+    engine: sa.Engine,
+    frame: pl.DataFrame,
+    start: date,
+    end: date,
+    store_ids: Sequence[int],
+    audit: dict,
+) -> int:
+    """Replace the KPI range, and in the same transaction drop what described lost days.
+
+    A store-day whose KPIs are gone (a closure, a source that lost its rows) must not keep
+    scores, health or open alerts from an earlier run: if a later step fails, the tables
+    still agree. Acknowledged alerts are user data and stay.
+    """
+    k = store_kpi_daily
+    with engine.begin() as conn:
+        written = _replace(conn, k, frame, start, end, store_ids, audit)
+        for table, date_column, keep in (
+            (store_anomaly_scores, "metric_date", None),
+            (store_health_scores, "metric_date", None),
+            (store_anomaly_alerts, "alert_date", store_anomaly_alerts.c.acknowledged),
+        ):
+            day = table.c[date_column]
+            has_kpis = sa.exists().where(k.c.store_id == table.c.store_id,
+                                         k.c.metric_date == day)
+            where = [day.between(start, end), table.c.store_id.in_(list(store_ids)), ~has_kpis]
+            if keep is not None:
+                where.append(keep.is_(False))
+            conn.execute(table.delete().where(*where))
+    return written
 
 
 @dataclass(frozen=True)
