@@ -35,7 +35,7 @@ local disk (`instance_for_test(temp_dir=...)` under /tmp, the layout `store-anom
 for a new DAGSTER_HOME) and dagster-mysql on MariaDB (bench_dagster, as deploy/dagster.yaml),
 both with the batched event log of store_anomaly_assets/event_log.py. Each run is a fresh
 Python process (this script re-invoked with a hidden flag) that ends like `store-anomaly`
-does (`cli.exit_promptly`), so its peak RSS is that one run's, Python +
+does (`cli.finish`), so its peak RSS is that one run's, Python +
 polars + Dagster imports included. Peak RSS is VmHWM from /proc/self/status; ru_maxrss is
 printed beside it but not used, because Linux carries the parent's high-water mark into a
 child across fork and exec (here the parent holds the generated chain, ~300 MB). Not counted:
@@ -735,9 +735,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_run:
         code = child_main(args.child_run, args.storage, args.workdir, args.floor)
         # End the way `store-anomaly` does, so "process s" is what an operator waits for.
-        from store_anomaly_assets.cli import exit_promptly
+        from store_anomaly_assets.cli import finish
 
-        exit_promptly(code)
+        finish(code)
     return run_benchmark(args.runs, args.keep_data)
 
 

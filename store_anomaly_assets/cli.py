@@ -9,27 +9,106 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
-from contextlib import ExitStack, suppress
+import tempfile
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
+from urllib.parse import quote, quote_plus
 
 import dagster as dg
 import sqlalchemy as sa
 import yaml
 
 from store_anomaly_assets.report import add_report_parser
-from store_anomaly_assets.resources import dispose_engines
-from store_anomaly_assets.settings import Settings, SettingsError
+from store_anomaly_assets.resources import (
+    Database,
+    DatabaseError,
+    DatabaseMissingError,
+    dispose_engines,
+    resolved_databases,
+)
+from store_anomaly_assets.settings import DATABASE_PREFIXES, Settings, SettingsError
+from store_anomaly_assets.storage.pipeline_log import root_cause
 
 log = logging.getLogger("store_anomaly")
 
 
 class CliError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
+
+
+class RunFailed(Exception):
+    """A Dagster run that failed; the message is its cause. Exit status 1."""
+
+
+class DatabaseProblem(Exception):
+    """A driver error on a known database; `database_error_message` words it."""
+
+    def __init__(self, where: str, error: sa.exc.DBAPIError) -> None:
+        super().__init__(where, error)
+        self.where = where
+        self.error = error
+
+
+# ---------------------------------------------------------------------------- databases
+
+
+
+@contextmanager
+def on_database(db: Database, writable: bool = False) -> Iterator[sa.Engine]:
+    """The database's engine; a driver error in the block is reported naming the database."""
+    try:
+        yield db.writable_engine() if writable else db.engine()
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseProblem(db.describe(), exc) from exc
+
+
+def require_tables(db: Database, engine: sa.Engine, tables: Collection[str]) -> None:
+    """Refuse to go on when analytics tables are missing: say how to create them."""
+    missing = sorted(set(tables) - set(sa.inspect(engine).get_table_names()))
+    if missing:
+        what = (f"table {missing[0]} is" if len(missing) == 1
+                else f"tables {', '.join(missing)} are")
+        raise CliError(f"analytics {what} missing in {db.describe()}: run `store-anomaly "
+                       "init-db` (or `store-anomaly demo` for the embedded demo)")
+
+
+# MySQL/MariaDB errors that mean no session was established: the server is down or
+# unreachable, the session dropped, or the account or database was refused.
+CONNECTION_ERRORS = frozenset({1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013})
+_TABLE_IN_MESSAGE = re.compile(r"(?:Table '(?:[^'.]+\.)?([^']+)'|no such table: (\w+))")
+_TABLE_IN_STATEMENT = re.compile(
+    r"\b(?:FROM|JOIN|UPDATE|INTO)\s+[`\"]?(?:\w+[`\"]?\.[`\"]?)?(\w+)", re.IGNORECASE
+)
+
+
+def database_error_message(error: sa.exc.DBAPIError, where: str) -> str:
+    """One line for a driver error: a failed connection, or a table that does not fit.
+
+    A missing table or column (1146, 1054) is a schema problem in a reachable database,
+    never "cannot connect"; the line names the table and the database.
+    """
+    orig = error.orig
+    args = getattr(orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    reason = str(args[1] if code is not None and len(args) > 1 else orig).strip()
+    reason = reason.splitlines()[0] if reason else type(orig).__name__
+    if code in CONNECTION_ERRORS or (code is None and "unable to open database" in reason):
+        return f"cannot connect to {where}: {reason}"
+    found = _TABLE_IN_MESSAGE.search(reason) or _TABLE_IN_STATEMENT.search(error.statement or "")
+    table = next((g for g in found.groups() if g), None) if found else None
+    if table is None:
+        return f"database error in {where}: {reason}"
+    if code == 1146 or reason.startswith("no such table"):
+        return f"table {table} is missing in {where}: {reason}"
+    if code == 1054 or reason.startswith("no such column"):
+        return f"table {table} in {where} lacks a column: {reason}"
+    return f"table {table} in {where}: {reason}"
 
 
 def _date(text: str) -> date:
@@ -47,11 +126,19 @@ def ensure_dagster_home(settings: Settings) -> Path:
     """
     from store_anomaly_assets.event_log import sqlite_instance_config
 
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home").absolute()
-    home.mkdir(parents=True, exist_ok=True)
-    config_file = home / "dagster.yaml"
-    if not config_file.exists() or not config_file.read_text().strip():
-        config_file.write_text(yaml.safe_dump(sqlite_instance_config(home), sort_keys=False))
+    configured = os.environ.get("DAGSTER_HOME")
+    home = Path(configured or settings.data_dir / "dagster_home").absolute()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        config_file = home / "dagster.yaml"
+        if not config_file.exists() or not config_file.read_text().strip():
+            config_file.write_text(yaml.safe_dump(sqlite_instance_config(home), sort_keys=False))
+        with tempfile.TemporaryFile(dir=home):  # Dagster writes its storage here
+            pass
+    except OSError as exc:
+        source = "" if configured else " (STORE_ANOMALY_DATA_DIR/dagster_home)"
+        raise CliError(f"DAGSTER_HOME {home}{source} is not a writable folder: "
+                       f"{exc.strerror or exc}") from None
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -84,20 +171,31 @@ def run_pipeline(
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             raise_on_error=False,
         )
-    error = None
-    if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        if failures:
-            data = failures[0].step_failure_data
-            error = f"step {failures[0].step_key} failed: {data.error.message.strip()}"
-        else:
-            error = "the run failed; see the Dagster UI for its events"
+    error = None if result.success else run_failure_cause(result.all_events)
     return RunOutcome(result.run_id, result.success, error)
+
+
+def run_failure_cause(events: Sequence[dg.DagsterEvent]) -> str:
+    """Why a run failed, one line: the innermost error, not Dagster's wrapper of it.
+
+    The first failed step, named; else (a resource that failed to start, such as the run
+    lock) the run failure's own error.
+    """
+    for event in events:
+        if event.is_step_failure:
+            return f"step {event.step_key} failed: {root_cause(event.step_failure_data.error)}"
+    for event in reversed(events):
+        if event.is_run_failure or event.is_resource_init_failure:
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None:
+                return root_cause(error)
+            if event.message and event.message.strip():
+                return event.message.strip().splitlines()[0]
+    return "the run failed; see the Dagster UI for its events"
 
 
 def _validate_run(settings: Settings, start: date, end: date) -> None:
     from store_anomaly_assets.partitions import validate_range
-    from store_anomaly_assets.resources import database_resources
     from store_anomaly_assets.sources.extraction import load_store_master
     from store_anomaly_assets.storage.schema import metadata
 
@@ -105,18 +203,14 @@ def _validate_run(settings: Settings, start: date, end: date) -> None:
         validate_range(start, end)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    resources = database_resources(settings)
-    analytics = resources["analytics"]
-    missing = set(metadata.tables) - set(sa.inspect(analytics.engine()).get_table_names())
-    if missing:
-        raise CliError(
-            f"analytics tables {sorted(missing)} are missing in {analytics.describe()}: "
-            "run `store-anomaly init-db` first"
-        )
-    try:
-        load_store_master(resources["opshop"].engine(), settings.active_stores)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    databases = resolved_databases(settings)
+    with on_database(databases["analytics"]) as engine:
+        require_tables(databases["analytics"], engine, metadata.tables)
+    with on_database(databases["opshop"]) as engine:
+        try:
+            load_store_master(engine, settings.active_stores)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,18 +232,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
           f"({(end - start).days + 1} business day(s), one Dagster run)...")
     outcome = run_pipeline(settings, start, end, log_level=_log_level())
     if not outcome.success:
-        print(f"error: run {outcome.run_id} failed: {outcome.error}", file=sys.stderr)
-        return 1
+        raise RunFailed(f"run {outcome.run_id} failed: {outcome.error}")
     _print_run_summary(settings, start, end, outcome.run_id)
     return 0
 
 
 def _print_run_summary(settings: Settings, start: date, end: date, run_id: str) -> None:
     from store_anomaly_assets.storage import schema
+    from store_anomaly_assets.storage.reads import days_without_kpis, format_days
 
-    engine = _analytics_engine(settings)
     print(f"Run {run_id} succeeded.")
-    with engine.connect() as conn:
+    with on_database(resolved_databases(settings)["analytics"]) as engine, engine.connect() as conn:
         for table, col in ((schema.store_kpi_daily, "metric_date"),
                            (schema.store_anomaly_scores, "metric_date"),
                            (schema.store_health_scores, "metric_date"),
@@ -159,30 +252,43 @@ def _print_run_summary(settings: Settings, start: date, end: date, run_id: str) 
                 .where(table.c[col].between(start, end))
             ).scalar_one()
             print(f"  {table.name:<28} {n:>8} rows in range")
+        quiet_days = days_without_kpis(engine, start, end)
+    if quiet_days:
+        print(f"No source data for {format_days(quiet_days)}: no source had rows for those "
+              "days (a closure, or data not loaded yet), so they have no KPIs, scores or alerts.")
 
 
 def cmd_init_db(args: argparse.Namespace, settings: Settings) -> int:
-    from store_anomaly_assets.resources import database_resources
     from store_anomaly_assets.storage.init_db import init_db
 
-    analytics = database_resources(settings)["analytics"]
-    tables = init_db(analytics.engine())
+    analytics = resolved_databases(settings)["analytics"]
+    with on_database(analytics, writable=True) as engine:
+        tables = init_db(engine)
     print(f"Analytics schema ready in {analytics.describe()}: {', '.join(tables)}")
     return 0
 
 
+def _secrets() -> list[str]:
+    """Every configured password, as given and URL-encoded, longest first."""
+    passwords = {os.environ.get(f"{prefix}PASS", "").strip() for prefix in DATABASE_PREFIXES}
+    forms = {form for p in passwords if p for form in (p, quote_plus(p), quote(p, safe=""))}
+    return sorted(forms, key=len, reverse=True)
+
+
 def _scrub(message: str, secrets: Sequence[str]) -> str:
+    """The message's first line with every secret replaced by ***."""
     for secret in secrets:
         if secret:
             message = message.replace(secret, "***")
+    message = message.strip()
     return message.splitlines()[0] if message else message
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from store_anomaly_assets.resources import RESOURCE_KEYS, database_resources
+    from store_anomaly_assets.resources import RESOURCE_KEYS
 
-    resources = database_resources(settings)
-    secrets = [db.password or "" for db in settings.databases.values()]
+    resources = resolved_databases(settings)
+    secrets = _secrets()
     failed = 0
     for prefix, key in RESOURCE_KEYS.items():
         db = resources[key]
@@ -209,16 +315,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, scale=args.scale, fresh=args.fresh)
 
 
-def _analytics_engine(settings: Settings) -> sa.Engine:
-    from store_anomaly_assets.resources import database_resources
-
-    return database_resources(settings)["analytics"].engine()
-
-
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from store_anomaly_assets.storage.acknowledgments import open_alerts
+    from store_anomaly_assets.storage.schema import store_anomaly_alerts
 
-    rows = open_alerts(_analytics_engine(settings), limit=args.limit)
+    analytics = resolved_databases(settings)["analytics"]
+    with on_database(analytics) as engine:
+        require_tables(analytics, engine, [store_anomaly_alerts.name])
+        rows = open_alerts(engine, limit=args.limit)
     if rows.is_empty():
         print("No open alerts.")
         return 0
@@ -236,24 +340,36 @@ def cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
         AcknowledgmentError,
         acknowledge,
         acknowledge_older,
+        check_acknowledger,
+        check_note,
+        check_older_than,
     )
+    from store_anomaly_assets.storage.schema import store_anomaly_alerts
 
-    engine = _analytics_engine(settings)
+    bulk = args.alert_id is None
+    if not bulk and (args.severity or args.older_than is not None):
+        raise CliError("give either an alert ID or --severity/--older-than, not both")
+    if bulk and (not args.severity or args.older_than is None):
+        raise CliError("give an alert ID, or --severity and --older-than for a bulk clean-up")
     try:
-        if args.alert_id is not None:
-            if args.severity or args.older_than is not None:
-                raise CliError("give either an alert ID or --severity/--older-than, not both")
-            acknowledge(engine, args.alert_id, args.by, args.note)
-            print(f"Alert {args.alert_id} acknowledged by {args.by.strip()}.")
-            return 0
-        if not args.severity or args.older_than is None:
-            raise CliError("give an alert ID, or --severity and --older-than for a bulk clean-up")
-        count = acknowledge_older(engine, args.severity, args.older_than, args.by)
-        print(f"{count} {args.severity} alert(s) older than {args.older_than} days "
-              f"acknowledged by {args.by.strip()}.")
-        return 0
+        # Every argument is checked before the database is touched.
+        name = check_acknowledger(args.by)
+        note = check_note(args.note)
+        if bulk:
+            check_older_than(args.older_than)
+        analytics = resolved_databases(settings)["analytics"]
+        with on_database(analytics) as engine:
+            require_tables(analytics, engine, [store_anomaly_alerts.name])
+            if not bulk:
+                acknowledge(engine, args.alert_id, name, note)
+                print(f"Alert {args.alert_id} acknowledged by {name}.")
+                return 0
+            count = acknowledge_older(engine, args.severity, args.older_than, name)
     except AcknowledgmentError as exc:
         raise CliError(str(exc)) from None
+    print(f"{count} {args.severity} alert(s) older than {args.older_than} days "
+          f"acknowledged by {name}.")
+    return 0
 
 
 def _log_level() -> str:
@@ -268,6 +384,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise CliError(f"{self.prog}: {message}")
+
+
+MAX_ALERTS_LIMIT = 1_000_000
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_ALERTS_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and {MAX_ALERTS_LIMIT}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_doctor
     )
     alerts = sub.add_parser("alerts", help="list open alerts in the guide's order")
-    alerts.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    alerts.add_argument("--limit", type=_limit, default=50, help="at most this many (default 50)")
     alerts.set_defaults(func=cmd_alerts)
     ack = sub.add_parser("ack", help="acknowledge an alert, or bulk-acknowledge old ones")
     ack.add_argument("alert_id", type=int, nargs="?", help="the alert's id")
@@ -309,6 +438,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Every error the CLI expects, mapped to its one line and exit status (2: fix the input,
+# 1: a run failed). Anything else is a bug and keeps its traceback.
+_ERRORS: tuple[tuple[type[BaseException], Callable[[Any], str], int], ...] = (
+    (RunFailed, str, 1),
+    (DatabaseProblem, lambda exc: database_error_message(exc.error, exc.where), 2),
+    (sa.exc.DBAPIError, lambda exc: database_error_message(exc, "a database"), 2),
+    (CliError, str, 2),
+    (SettingsError, str, 2),
+    (DatabaseMissingError, str, 2),
+    (DatabaseError, str, 2),
+    (KeyboardInterrupt, lambda exc: "interrupted", 130),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -318,35 +461,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setLevel(_log_level())
         settings = Settings.from_env()
         return args.func(args, settings)
-    except (CliError, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except sa.exc.OperationalError as exc:
-        print(f"error: database unreachable: {str(exc.orig).splitlines()[0]}", file=sys.stderr)
-        return 2
+    except tuple(kind for kind, _, _ in _ERRORS) as exc:
+        message, code = next((say(exc), code) for kind, say, code in _ERRORS
+                             if isinstance(exc, kind))
+        print(f"error: {_scrub(message, _secrets())}", file=sys.stderr)
+        return code
 
 
-def exit_promptly(code: int) -> NoReturn:
-    """End the process once its work is recorded, skipping the interpreter's teardown.
-
-    The teardown is Python freeing Dagster's and polars' module state object by object:
-    about 0.7 s on every invocation, a seventh of the daily run's 5-second budget, spent on
-    nothing. Callers have closed the Dagster instance; the pooled database connections are
-    closed here, and the output is flushed.
-    """
+def finish(code: int) -> NoReturn:
+    """Close the pooled database connections, flush the output and exit with `code`."""
     dispose_engines()
-    logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with suppress(OSError, ValueError):  # a closed pipe: nothing left to say
             stream.flush()
-    os._exit(code)
+    sys.exit(code)
+
+
+# benchmarks/backfill.py still imports the former name.
 
 
 def entrypoint() -> NoReturn:
     """The `store-anomaly` console script."""
-    exit_promptly(main())
+    try:
+        code = main()
+    except BaseException:
+        dispose_engines()
+        raise
+    finish(code)
 
 
 if __name__ == "__main__":
-    entrypoint()
+    # `python -m` runs this file as __main__, a second copy of the module: run the imported
+    # one, so that report.py's CliError is the one main() catches.
+    from store_anomaly_assets import cli
 
+    cli.entrypoint()

@@ -57,7 +57,7 @@ def top_alerts(engine: sa.Engine, limit: int = 10) -> pl.DataFrame:
 
 
 def run_demo(settings: Settings, scale: float = 1.0, fresh: bool = False) -> int:
-    from store_anomaly_assets.cli import ensure_dagster_home, run_pipeline
+    from store_anomaly_assets.cli import RunFailed, ensure_dagster_home, run_pipeline
 
     data_dir = settings.data_dir
     marker = data_dir / "ground_truth.csv"
@@ -79,8 +79,7 @@ def run_demo(settings: Settings, scale: float = 1.0, fresh: bool = False) -> int
     outcome = run_pipeline(settings, spec.start, spec.end, instance=dg.DagsterInstance.get(),
                            log_level="WARNING")
     if not outcome.success:
-        print(f"error: demo run {outcome.run_id} failed: {outcome.error}")
-        return 1
+        raise RunFailed(f"demo run {outcome.run_id} failed: {outcome.error}")
     print(f"  done in {time.perf_counter() - clock:.1f} s (run {outcome.run_id})\n")
     with pl.Config(tbl_rows=30, tbl_cols=10, fmt_str_lengths=110, tbl_hide_dataframe_shape=True,
                    tbl_width_chars=160):

@@ -883,6 +883,14 @@ def _date_arg(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from None
 
 
+def _out_arg(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a file name")
+    if text.endswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r} names a folder, not a file")
+    return Path(text)
+
+
 def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `report --date D [--out FILE]` to the CLI's subcommands."""
     parser = subparsers.add_parser(
@@ -890,35 +898,35 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     parser.add_argument("--date", type=_date_arg, required=True,
                         help="business day to report (YYYY-MM-DD)")
-    parser.add_argument("--out", type=Path, metavar="FILE",
+    parser.add_argument("--out", type=_out_arg, metavar="FILE",
                         help="output file (default: store_anomaly_report_<date>.html here)")
     parser.set_defaults(func=cmd_report)
     return parser
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from store_anomaly_assets.cli import CliError
-    from store_anomaly_assets.resources import database_resources
+    from store_anomaly_assets.cli import CliError, on_database, require_tables
+    from store_anomaly_assets.resources import resolved_databases
 
-    analytics = database_resources(settings)["analytics"]
-    engine = analytics.engine()
-    needed = {schema.store_health_scores.name, schema.store_anomaly_alerts.name,
-              schema.store_anomaly_scores.name}
-    missing = needed - set(sa.inspect(engine).get_table_names())
-    if missing:
-        raise CliError(f"analytics tables {sorted(missing)} are missing in "
-                       f"{analytics.describe()}: run `store-anomaly init-db` and the pipeline")
     out = args.out or Path(f"store_anomaly_report_{args.date}.html")
-    try:
-        data = load_report_data(engine, args.date)
-    except NoReportData as exc:
-        raise CliError(f"{exc} in {analytics.describe()}") from None
+    if out.is_dir():
+        raise CliError(f"--out {out} is a folder; name the report file, e.g. "
+                       f"{out / f'store_anomaly_report_{args.date}.html'}")
+    analytics = resolved_databases(settings)["analytics"]
+    with on_database(analytics) as engine:
+        require_tables(analytics, engine, [schema.store_health_scores.name,
+                                           schema.store_anomaly_alerts.name,
+                                           schema.store_anomaly_scores.name])
+        try:
+            data = load_report_data(engine, args.date)
+        except NoReportData as exc:
+            raise CliError(f"{exc} in {analytics.describe()}") from None
     try:
         path = write_report_data(data, out)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        raise CliError(f"cannot write the report to {out}: {exc.strerror or exc}{where}") from None
+        raise CliError(f"--out {out}: cannot write the report: {exc.strerror or exc}{where}"
+                       ) from None
     print(f"Report for {args.date} written to {path} ({data.alerts.height} alert(s), "
           f"{data.health.filter(pl.col('metric_date') == args.date).height} store(s))")
     return 0
-

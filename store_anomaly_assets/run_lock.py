@@ -54,6 +54,10 @@ class Holder:
     partition_end: date | None
 
     def describe(self) -> str:
+        if self.released_at is not None:
+            # The lock is held, but not by a pipeline run that recorded itself.
+            return (f"a session that is not a recorded pipeline run holds it (the last run, "
+                    f"{self.run_id}, released it at {self.released_at} UTC)")
         return f"run {self.run_id} ({self.holder}) has held it since {self.acquired_at} UTC"
 
 
@@ -150,7 +154,7 @@ class RunLock(dg.ConfigurableResource):
         got = attempt(0)
         if not got:
             holder = self._holder(engine)
-            waiting_for = holder.describe() if holder else "another run holds it"
+            waiting_for = holder.describe() if holder else "another session holds it"
             if log is not None:
                 log.warning(f"waiting up to {self.timeout_seconds} s for the pipeline lock on "
                             f"{self.scope}: {waiting_for}")
@@ -160,7 +164,7 @@ class RunLock(dg.ConfigurableResource):
             (handle if self.analytics.is_sqlite else conn).close()
             raise RunLockTimeout(
                 f"the pipeline lock on {self.scope} is taken: "
-                f"{holder.describe() if holder else 'another run holds it'}; waited "
+                f"{holder.describe() if holder else 'another session holds it'}; waited "
                 f"{self.timeout_seconds} s (RUN_LOCK_TIMEOUT_SECONDS)"
             )
         if self.analytics.is_sqlite:

@@ -204,7 +204,7 @@ def test_bad_arguments_give_one_clear_line(
 
 
 def test_the_console_script_exits_with_mains_status_and_its_output() -> None:
-    """`store-anomaly` ends with os._exit: its status and last words must survive that."""
+    """The console script's exit status and last words survive its shutdown."""
     script = Path(sys.executable).with_name("store-anomaly")
     bad = subprocess.run([str(script), "run", "--date", "2099-01-01"], capture_output=True,
                          text=True, timeout=120, check=False)
