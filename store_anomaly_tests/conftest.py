@@ -9,6 +9,7 @@ since partitions and settings are read at import time.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,10 @@ from store_anomaly_assets.settings import Settings  # noqa: E402
 from store_anomaly_assets.sources import synthetic  # noqa: E402
 from store_anomaly_assets.storage.init_db import init_db  # noqa: E402
 from store_anomaly_assets.storage.schema import ANALYTICS_TABLES  # noqa: E402
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
 
 
 def database_url(name: str) -> sa.URL:

@@ -41,7 +41,7 @@ def store_master(
         try:
             stores = extraction.load_store_master(opshop.engine(),
                                                   anomaly_settings.active_stores)
-        except sa.exc.DBAPIError as exc:
+        except (sa.exc.DBAPIError, OSError) as exc:
             raise opshop.explain(exc) from exc
         step.rows_affected = stores.height
     active = stores.filter(pl.col("is_active"))
@@ -78,7 +78,8 @@ def _extract_asset(
         with logged_step(analytics.engine(), context.run.run_id, start, end, step_number) as step:
             try:
                 frame = extractor(source.engine(), store_master, start, end)
-            except sa.exc.DBAPIError as exc:
+            # A read timeout can surface as the socket's own TimeoutError (an OSError).
+            except (sa.exc.DBAPIError, OSError) as exc:
                 raise source.explain(exc) from exc
             step.rows_affected = frame.height
         context.add_output_metadata(

@@ -50,12 +50,16 @@ _MAX_ERROR = 2000
 
 
 def root_cause(error: object) -> str:
-    """The innermost message of a Dagster error chain, one line.
+    """The first error of a Dagster error chain that is not Dagster's own wrapper, one line.
 
     Dagster wraps a step's exception ("Error occurred while executing op ..."); the
-    cause is what a person can act on.
+    exception the step raised is what a person can act on. Its own causes are not
+    followed: the product's errors already explain theirs.
     """
-    while getattr(error, "cause", None) is not None or getattr(error, "context", None):
+    def wrapper(e: object) -> bool:
+        return (getattr(e, "cls_name", None) or type(e).__name__).startswith("Dagster")
+
+    while wrapper(error) and (getattr(error, "cause", None) or getattr(error, "context", None)):
         error = getattr(error, "cause", None) or error.context
     message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
     return message.strip().splitlines()[0]
