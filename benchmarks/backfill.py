@@ -140,10 +140,10 @@ SCRIPT = Path(__file__).resolve()  # before run_benchmark changes the working di
 def configure_environment(workdir: Path) -> None:
     """Point every database prefix at the bench databases; call before importing the package.
 
-    The package's settings (`use_local_databases` also clears every behaviour setting, so
-    the package defaults apply) are import-safe; partitions and sensors are not.
+    `use_local_databases` also clears every other product setting, so the defaults apply.
     """
-    from store_anomaly_assets.settings import use_local_databases
+    sys.path.insert(0, str(SCRIPT.parents[1] / "store_anomaly_tests"))
+    from local_env import use_local_databases
 
     use_local_databases({**SOURCE_DATABASES, "DBATEST_": ANALYTICS_DATABASE}, workdir / "data",
                         HOST, PORT, USER)
@@ -233,9 +233,13 @@ def floor_job() -> dg.JobDefinition:
     """
     import dagster as dg
 
-    from store_anomaly_assets.assets import ALL_ASSETS
-    from store_anomaly_assets.checks import ALL_CHECKS
-    from store_anomaly_assets.partitions import daily_partitions
+    from store_anomaly_assets.config import load_config
+    from store_anomaly_assets.defs.assets import build_assets
+    from store_anomaly_assets.defs.checks import ALL_CHECKS
+    from store_anomaly_assets.defs.partitions import daily_partitions
+
+    config = load_config(env_file=None)
+    partitions = daily_partitions(config)
 
     # Unannotated: Dagster resolves annotations in this module's globals, which hold no `dg`.
     def no_op(context):
@@ -245,15 +249,15 @@ def floor_job() -> dg.JobDefinition:
         return dg.AssetCheckResult(passed=True)
 
     assets = []
-    for original in ALL_ASSETS:
+    for original in build_assets(config):
         for key in original.keys:
-            partitioned = {"partitions_def": daily_partitions,
+            partitioned = {"partitions_def": partitions,
                            "backfill_policy": dg.BackfillPolicy.single_run()}
             assets.append(dg.asset(key=key, deps=list(original.asset_deps.get(key, [])),
                                    **(partitioned if original.partitions_def else {}))(no_op))
     checks = [dg.asset_check(asset=spec.asset_key, name=spec.name, blocking=spec.blocking)(passes)
               for original in ALL_CHECKS for spec in original.check_specs]
-    job = dg.define_asset_job("floor_job", selection="*", partitions_def=daily_partitions)
+    job = dg.define_asset_job("floor_job", selection="*", partitions_def=partitions)
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[job],
                           executor=dg.in_process_executor).resolve_job_def("floor_job")
 
@@ -262,8 +266,8 @@ def child_main(kind: str, storage: str, workdir: Path, floor: bool = False) -> i
     """One measured pipeline run; prints its figures as one JSON line on stdout."""
     configure_environment(workdir)
     from store_anomaly_assets.cli import RunOutcome, run_pipeline
-    from store_anomaly_assets.partitions import range_tags
-    from store_anomaly_assets.settings import Settings
+    from store_anomaly_assets.config import load_config
+    from store_anomaly_assets.defs.partitions import range_tags
 
     imported = time.perf_counter()
     start, end = RANGES[kind]
@@ -275,7 +279,7 @@ def child_main(kind: str, storage: str, workdir: Path, floor: bool = False) -> i
                 run_config={"loggers": {"console": {"config": {"log_level": LOG_LEVEL}}}})
             outcome = RunOutcome(done.run_id, done.success, None if done.success else "failed")
         else:
-            outcome = run_pipeline(Settings.from_env(), start, end, instance,
+            outcome = run_pipeline(load_config(env_file=None), start, end, instance,
                                    log_level=LOG_LEVEL)
         ran = time.perf_counter()
     closed = time.perf_counter()
@@ -314,9 +318,9 @@ def drop_databases(server: sa.Engine) -> None:
 
 def prepare_data(server: sa.Engine) -> None:
     """Recreate the bench databases, load the synthetic chain, create the analytics tables."""
-    from store_anomaly_assets.resources import create_engine
-    from store_anomaly_assets.sources import synthetic
-    from store_anomaly_assets.storage.init_db import init_db
+    from store_anomaly_assets.db.analytics.init_db import init_db
+    from store_anomaly_assets.db.engines import create_engine
+    from store_anomaly_assets.demo import synthetic
 
     recreate_databases(server)
     clock = time.perf_counter()
@@ -405,7 +409,7 @@ def extraction_queries(stores: pl.DataFrame, start: date, end: date) -> list[Que
     """The queries of steps 1-5 with the parameters `extract_*` would bind for start..end."""
     import polars as pl
 
-    from store_anomaly_assets.sources import extraction as ex
+    from store_anomaly_assets.db.sources import extraction as ex
 
     active = stores.filter(pl.col("is_active"))
     hourly = ex._hourly_params(active, start, end)  # the same helper extract_* call
@@ -421,13 +425,13 @@ def extraction_queries(stores: pl.DataFrame, start: date, end: date) -> list[Que
 
 def measure_aggregates(kind: str, runs: int) -> Measurement:
     """Execute + fetch of the five extraction queries, timed per query, summed per run."""
-    from store_anomaly_assets.resources import database_resources
-    from store_anomaly_assets.settings import Settings
-    from store_anomaly_assets.sources.extraction import load_store_master
+    from store_anomaly_assets.config import load_config
+    from store_anomaly_assets.db.sources.extraction import load_store_master
+    from store_anomaly_assets.defs.resources import database_resources
 
-    settings = Settings.from_env()
-    resources = database_resources(settings)  # the pipeline's read-only engines
-    stores = load_store_master(resources["opshop"].engine(), settings.active_stores)
+    config = load_config(env_file=None)
+    resources = database_resources(config)  # the pipeline's read-only engines
+    stores = load_store_master(resources["opshop"].engine(), config.active_stores)
     start, end = RANGES[kind]
     queries = extraction_queries(stores, start, end)
     result = Measurement(f"bare aggregates ({kind} range)", kind, "mariadb")
@@ -457,9 +461,10 @@ def wait_for_run_lock(server: sa.Engine, timeout_s: float = 900.0) -> float:
     """
     import sqlalchemy as sa
 
-    from store_anomaly_assets.resources import RunLock
+    from store_anomaly_assets.defs.resources import Database
+    from store_anomaly_assets.defs.run_lock import RunLock
 
-    name = RunLock.model_fields["name"].default
+    name = RunLock(analytics=Database(database=ANALYTICS_DATABASE, host=HOST)).lock_name
     clock = time.perf_counter()
     while time.perf_counter() - clock < timeout_s:
         with server.connect() as conn:
@@ -493,8 +498,8 @@ def logged_steps(run_id: str) -> list[tuple[int, str, float | None]]:
     """(step_number, step_name, duration_seconds) the project logged for a run."""
     import sqlalchemy as sa
 
-    from store_anomaly_assets.resources import create_engine
-    from store_anomaly_assets.storage.schema import store_anomaly_pipeline_log as log
+    from store_anomaly_assets.db.analytics.schema import store_anomaly_pipeline_log as log
+    from store_anomaly_assets.db.engines import create_engine
 
     query = (sa.select(log.c.step_number, log.c.step_name, log.c.duration_seconds)
              .where(log.c.run_id == run_id).order_by(log.c.step_number, log.c.id))

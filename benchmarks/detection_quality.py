@@ -53,7 +53,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -81,7 +80,8 @@ CONFIGS: dict[str, dict] = {
 
 def _set_env(scratch: Path) -> None:
     """Before the package's settings-reading modules are imported (partitions, sensors)."""
-    from store_anomaly_assets.settings import use_local_databases
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store_anomaly_tests"))
+    from local_env import use_local_databases
 
     use_local_databases({**SOURCES, "DBATEST_": ANALYTICS}, scratch)
     os.environ["DAGSTER_HOME"] = str(scratch / "dagster_home")
@@ -91,7 +91,7 @@ def _set_env(scratch: Path) -> None:
 
 
 def benchmark_chain(scale: float = 1.0, seed: int = 11):
-    from store_anomaly_assets.sources import synthetic as sy
+    from store_anomaly_assets.demo import synthetic as sy
 
     ny, chi, la = "America/New_York", "America/Chicago", "America/Los_Angeles"
     shapes = [sy.COMMUTER, sy.FINANCIAL, sy.MALL, sy.NEIGHBORHOOD, sy.BALANCED]
@@ -369,12 +369,12 @@ def main() -> int:
     import sqlalchemy as sa
 
     from store_anomaly_assets.cli import run_pipeline
-    from store_anomaly_assets.resources import create_engine
-    from store_anomaly_assets.settings import Settings
-    from store_anomaly_assets.sources import synthetic
-    from store_anomaly_assets.storage.frames import read_frame
-    from store_anomaly_assets.storage.init_db import init_db
-    from store_anomaly_assets.storage.schema import ANALYTICS_TABLES
+    from store_anomaly_assets.config import load_config
+    from store_anomaly_assets.db.analytics.init_db import init_db
+    from store_anomaly_assets.db.analytics.schema import ANALYTICS_TABLES
+    from store_anomaly_assets.db.engines import create_engine
+    from store_anomaly_assets.db.frames import read_frame
+    from store_anomaly_assets.demo import synthetic
 
     server = sa.create_engine(sa.URL.create("mysql+pymysql", username="root",
                                             host="127.0.0.1", port=3306))
@@ -397,7 +397,7 @@ def main() -> int:
           f"{len(spec.anomalies)} injected events; generated and loaded in "
           f"{time.perf_counter() - t0:.0f} s")
 
-    base = Settings.from_env()
+    base = load_config(env_file=None)
     results = {}
     (scratch / "instance").mkdir(parents=True, exist_ok=True)
     with dg.instance_for_test(temp_dir=str(scratch / "instance")) as instance:
@@ -405,7 +405,7 @@ def main() -> int:
             with analytics.begin() as conn:
                 for table in ANALYTICS_TABLES:
                     conn.execute(table.delete())
-            settings = replace(base, spc=replace(base.spc, **CONFIGS[name]))
+            settings = base.model_copy(update=CONFIGS[name])
             t1 = time.perf_counter()
             outcome = run_pipeline(settings, START, END, instance, log_level="WARNING")
             seconds = time.perf_counter() - t1

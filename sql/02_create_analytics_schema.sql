@@ -1,7 +1,7 @@
 -- UC-OP-02 Store Performance Anomaly Detection: analytics schema.
 -- For MySQL 8 and MariaDB 10.11. Run it in the analytics database (`test` by default):
 --   store-anomaly init-db          (idempotent; applies this file)
--- The code's own definitions live in store_anomaly_assets/storage/schema.py;
+-- The code's own definitions live in store_anomaly_assets/db/analytics/schema.py;
 -- store_anomaly_tests/test_schema.py proves the two agree.
 
 CREATE TABLE IF NOT EXISTS store_kpi_daily (

@@ -2,8 +2,8 @@
 
 The five source databases get their own `sat_*` names so the tests never touch a real
 deployment's; the analytics tables live in `test`, because the guide's SQL names
-`test.` and must run verbatim. The environment is set before the package is imported,
-since partitions and settings are read at import time.
+`test.` and must run verbatim. The environment is set here,
+once, as a deployment's would be.
 """
 
 from __future__ import annotations
@@ -14,10 +14,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
+from local_env import use_local_databases
 
-from store_anomaly_assets.settings import use_local_databases
+from store_anomaly_assets.cli import RunOutcome, run_pipeline
+from store_anomaly_assets.config import AppConfig, load_config
+from store_anomaly_assets.db.analytics.init_db import init_db
+from store_anomaly_assets.db.analytics.schema import ANALYTICS_TABLES
+from store_anomaly_assets.db.engines import create_engine
+from store_anomaly_assets.demo import synthetic
+from store_anomaly_assets.event_log import sqlite_instance_config
 
 MARIADB = sa.URL.create("mysql+pymysql", username="root", host="127.0.0.1", port=3306)
 SOURCE_DATABASES = {
@@ -35,15 +43,7 @@ DATA_DIR = Path(tempfile.mkdtemp(prefix="store-anomaly-tests-", dir=_SCRATCH))
 use_local_databases({**SOURCE_DATABASES, "DBATEST_": ANALYTICS_DATABASE}, DATA_DIR)
 os.environ["DAGSTER_HOME"] = str(DATA_DIR / "dagster_home")
 
-import dagster as dg  # noqa: E402
 
-from store_anomaly_assets.cli import RunOutcome, run_pipeline  # noqa: E402
-from store_anomaly_assets.event_log import sqlite_instance_config  # noqa: E402
-from store_anomaly_assets.resources import create_engine  # noqa: E402
-from store_anomaly_assets.settings import Settings  # noqa: E402
-from store_anomaly_assets.sources import synthetic  # noqa: E402
-from store_anomaly_assets.storage.init_db import init_db  # noqa: E402
-from store_anomaly_assets.storage.schema import ANALYTICS_TABLES  # noqa: E402
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -101,8 +101,8 @@ def chain() -> synthetic.SyntheticChain:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    return Settings.from_env()
+def settings() -> AppConfig:
+    return load_config(env_file=None)
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +119,7 @@ def backfill(
     chain: synthetic.SyntheticChain,
     source_engines: dict[str, sa.Engine],
     analytics_engine: sa.Engine,
-    settings: Settings,
+    settings: AppConfig,
     dagster_instance: dg.DagsterInstance,
 ) -> RunOutcome:
     """The whole chain loaded (late records held back) and backfilled in one run."""

@@ -20,12 +20,12 @@ from urllib.parse import quote_plus
 import pytest
 import sqlalchemy as sa
 from conftest import database_url
+from local_env import without_settings
 
-from store_anomaly_assets.settings import BEHAVIOUR_SETTINGS, DATABASE_PREFIXES
-from store_anomaly_assets.sources import synthetic
-from store_anomaly_assets.sources.schema import t_shop_info
-from store_anomaly_assets.storage import schema
-from store_anomaly_assets.storage.init_db import init_db
+from store_anomaly_assets.db.analytics import schema
+from store_anomaly_assets.db.analytics.init_db import init_db
+from store_anomaly_assets.db.sources.schema import t_shop_info
+from store_anomaly_assets.demo import synthetic
 
 DATABASES = {
     "OPSHOP_": "cli_err_opshop",
@@ -105,8 +105,7 @@ def environment(workdir: Path, databases: dict[str, str] | None = None,
 
     `databases` maps prefixes to database names on the local server (None: embedded).
     """
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(tuple(DATABASE_PREFIXES)) and k not in BEHAVIOUR_SETTINGS}
+    env = without_settings(dict(os.environ))
     env.update(STORE_ANOMALY_DATA_DIR=str(workdir / "data"),
                DAGSTER_HOME=str(workdir / "dagster_home"),
                PARTITION_START_DATE="2025-07-01")

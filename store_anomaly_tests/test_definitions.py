@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from store_anomaly_assets.definitions import defs
-from store_anomaly_assets.schedules import daily_store_anomaly_schedule
+from store_anomaly_assets.config import load_config
+from store_anomaly_assets.defs.definitions import build_definitions
+from store_anomaly_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+
+defs = build_definitions(load_config(env_file=None))
+daily_store_anomaly_schedule = defs.get_schedule_def("daily_store_anomaly_schedule")
 
 
 def test_every_partitioned_asset_backfills_in_a_single_run() -> None:
@@ -41,18 +41,17 @@ def test_daily_schedule_requests_one_ranged_run_with_lookback() -> None:
         scheduled_execution_time=datetime(2026, 1, 16, 12, 0, tzinfo=UTC)
     )
     request = daily_store_anomaly_schedule.evaluate_tick(context).run_requests[0]
-    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2026-01-12"
-    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2026-01-15"
+    assert request.tags[RANGE_START_TAG] == "2026-01-12"
+    assert request.tags[RANGE_END_TAG] == "2026-01-15"
 
 
 def test_passwords_reach_dagster_only_as_environment_variable_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from store_anomaly_assets.resources import database_resources
-    from store_anomaly_assets.settings import Settings
+    from store_anomaly_assets.defs.resources import database_resources
 
     monkeypatch.setenv("SALESORDER_PASS", "not-in-the-ui")
-    resource = database_resources(Settings.from_env())["sales_order"]
+    resource = database_resources(load_config(env_file=None))["sales_order"]
     # The UI and run config show a resource's field values: the password is an EnvVar.
     with pytest.raises(RuntimeError, match="EnvVar"):
         str(resource.password)

@@ -11,10 +11,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from local_env import without_settings
 
-from store_anomaly_assets.settings import DATABASE_PREFIXES
-from store_anomaly_assets.sources import synthetic
-from store_anomaly_assets.storage.frames import read_frame
+from store_anomaly_assets.config import DATABASES
+from store_anomaly_assets.db.frames import read_frame
+from store_anomaly_assets.demo import synthetic
 
 SCALE = 0.1
 
@@ -22,8 +23,7 @@ SCALE = 0.1
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
     data_dir = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items()
-           if not any(k.startswith(p) for p in DATABASE_PREFIXES)}
+    env = without_settings(dict(os.environ))
     scratch = "/dev/shm" if os.path.isdir("/dev/shm") else None
     env.update(STORE_ANOMALY_DATA_DIR=str(data_dir),
                DAGSTER_HOME=tempfile.mkdtemp(prefix="demo-home-", dir=scratch))
@@ -39,12 +39,12 @@ def test_demo_runs_end_to_end_and_explains_itself(demo) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Health grid on 2026-02-15" in out and "Top open alerts" in out
-    assert "dagster dev -m store_anomaly_assets.definitions -h 127.0.0.1" in out
+    assert "dagster dev -m store_anomaly_assets.defs.definitions -h 127.0.0.1" in out
     assert "daily schedule is off in the demo" in out
     truth = pl.read_csv(data_dir / "ground_truth.csv")
     assert truth.height >= 8 and {"store_id", "metric_date", "metric_name"} <= set(truth.columns)
     assert sorted(p.name for p in data_dir.glob("*.sqlite")) == sorted(
-        f"{name}.sqlite" for name in DATABASE_PREFIXES.values()
+        f"{name}.sqlite" for _, name in DATABASES.values()
     )
 
 

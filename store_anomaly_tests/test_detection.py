@@ -17,15 +17,22 @@ import numpy as np
 import polars as pl
 import pytest
 
-from store_anomaly_assets.settings import SettingsError, SpcSettings
-from store_anomaly_assets.sources import synthetic
-from store_anomaly_assets.stats import alerts, calendar, health, spc
-from store_anomaly_assets.stats.kpis import KPI_COLUMNS
+from store_anomaly_assets.config import SettingsError, load_config
+from store_anomaly_assets.core import alerts, calendar, health, spc
+from store_anomaly_assets.core.kpis import KPI_COLUMNS
+from store_anomaly_assets.core.settings import SpcSettings
+from store_anomaly_assets.demo import synthetic
 
 S = SpcSettings()
-MASKED = replace(S, baseline_masking="exclude")
-CLIPPED = replace(S, baseline_masking="clip")
-QUIET = replace(S, alert_profile="quiet")
+
+
+def changed(settings: SpcSettings, **changes: object) -> SpcSettings:
+    """`settings` with `changes`, validated like any other settings."""
+    return SpcSettings.model_validate({**settings.model_dump(), **changes})
+
+MASKED = changed(S, baseline_masking="exclude")
+CLIPPED = changed(S, baseline_masking="clip")
+QUIET = changed(S, alert_profile="quiet")
 MONDAY = date(2025, 1, 6)
 
 _INT = {"order_count", "production_count", "headcount", "inspection_count"}
@@ -234,7 +241,7 @@ def test_event_day_alert_marked_info_or_suppressed() -> None:
     mark = pick(scored({"revenue": values}, S, ev), 63)
     assert mark["z_score"] < -3
     assert (mark["severity"], mark["rules_violated"]) == ("INFO", "EVENT:Thanksgiving,Z>3")
-    for settings in (replace(S, known_event_alerts="suppress"), QUIET):
+    for settings in (changed(S, known_event_alerts="suppress"), QUIET):
         quiet = pick(scored({"revenue": values}, settings, ev), 63)
         assert quiet["severity"] is None
         assert quiet["rules_violated"] == "EVENT:Thanksgiving,Z>3"
@@ -353,16 +360,16 @@ def test_rebaseline_after_a_permanent_level_change() -> None:
     assert all(sev[day(i)] != "CRITICAL" for i in range(67, 120))
     assert all(sev[day(i)] is None for i in range(60 + 7 + 28 + 8, 120))
     # Re-baselining must come before the masks starve the baseline (fewer than 20 of 28).
-    assert replace(MASKED, rebaseline_days=9).rebaseline_days == 9
-    with pytest.raises(SettingsError, match="REBASELINE_DAYS"):
-        replace(MASKED, rebaseline_days=10)
+    assert changed(MASKED, rebaseline_days=9).rebaseline_days == 9
+    with pytest.raises(ValueError, match="REBASELINE_DAYS"):
+        changed(MASKED, rebaseline_days=10)
 
 
 def test_masks_on_opposite_sides_do_not_rebaseline() -> None:
     values: list[float | None] = alt(80)
     for i, v in zip(range(60, 67), [20, 200, 20, 200, 20, 200, 20], strict=True):
         values[i] = float(v)
-    got = zs(values, replace(MASKED, rebaseline_days=2))
+    got = zs(values, changed(MASKED, rebaseline_days=2))
     assert got.filter(pl.col("metric_date").is_between(day(60), day(66)))["masked"].all()
     assert pick(got, 67)["baseline_n"] == 21
 
@@ -373,7 +380,7 @@ def test_masks_never_starve_the_baseline() -> None:
     values: list[float | None] = alt(100)
     for i in range(60, 75):
         values[i] = 20.0 if i % 2 else 200.0
-    got = zs(values, replace(MASKED, rebaseline_days=2))
+    got = zs(values, changed(MASKED, rebaseline_days=2))
     assert got.filter(pl.col("metric_date") >= day(60))["baseline_n"].min() >= 20
     assert got.filter(pl.col("metric_date") >= day(60))["z_score"].null_count() == 0
     assert_matches(got, reference(values, masking=True, rebaseline=2), range(28, 100))
@@ -445,14 +452,14 @@ def test_settings_from_env(monkeypatch) -> None:
     monkeypatch.setenv("KNOWN_EVENTS", "none")
     monkeypatch.setenv("KNOWN_EVENT_ALERTS", "suppress")
     monkeypatch.setenv("LABOR_COST_PER_HOUR", "22.5")
-    got = SpcSettings.from_env()
+    got = load_config(env_file=None).spc
     assert (got.alert_profile, got.baseline_masking, got.rebaseline_days, got.known_events,
             got.known_event_alerts, got.labor_cost_per_hour) == ("quiet", "clip", 5, "none",
                                                                  "suppress", 22.5)
     assert got.alert_metrics and not got.info_alerts and got.suppress_known_events
     monkeypatch.setenv("ALERT_PROFILE", "loud")
     with pytest.raises(SettingsError, match="ALERT_PROFILE"):
-        SpcSettings.from_env()
+        load_config(env_file=None)
 
 
 # ------------------------------------------------------------------- impact and order

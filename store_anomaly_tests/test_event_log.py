@@ -176,16 +176,16 @@ def test_shipped_configurations_name_the_batched_storages(tmp_path: Path) -> Non
     assert deploy["event_log_storage"]["class"] == BatchedMySQLEventLogStorage.__name__
     # The CLI's default home: a new DAGSTER_HOME gets the batched SQLite event log.
     from store_anomaly_assets.cli import ensure_dagster_home
-    from store_anomaly_assets.settings import Settings
+    from store_anomaly_assets.config import load_config
 
     home = tmp_path / "home"
     with mock.patch.dict("os.environ", {"DAGSTER_HOME": str(home)}):
-        ensure_dagster_home(Settings.from_env())
+        ensure_dagster_home(load_config(env_file=None))
         written = yaml.safe_load((home / "dagster.yaml").read_text())
         assert written == sqlite_instance_config(home)
         with dg.DagsterInstance.get() as instance:
             assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
         # An operator's own configuration is never overwritten.
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        ensure_dagster_home(Settings.from_env())
+        ensure_dagster_home(load_config(env_file=None))
         assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"

@@ -7,9 +7,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from store_anomaly_assets.partitions import daily_partitions
-from store_anomaly_assets.resources import ExtractIOManager
+from store_anomaly_assets.config import load_config
+from store_anomaly_assets.defs.partitions import daily_partitions as partitions_of
+from store_anomaly_assets.defs.resources import ExtractIOManager
 
+PARTITIONS = partitions_of(load_config(env_file=None))
 KEY = dg.AssetKey("sales_extract")
 
 
@@ -18,13 +20,13 @@ def _range(first: str, last: str) -> dg.PartitionKeyRange:
 
 
 def _write(manager: ExtractIOManager, frame: pl.DataFrame, first: str, last: str) -> None:
-    context = dg.build_output_context(asset_key=KEY, asset_partitions_def=daily_partitions,
+    context = dg.build_output_context(asset_key=KEY, asset_partitions_def=PARTITIONS,
                                       asset_partition_key_range=_range(first, last))
     manager.handle_output(context, frame)
 
 
 def _read(manager: ExtractIOManager, first: str, last: str) -> pl.DataFrame:
-    context = dg.build_input_context(asset_key=KEY, asset_partitions_def=daily_partitions,
+    context = dg.build_input_context(asset_key=KEY, asset_partitions_def=PARTITIONS,
                                      asset_partition_key_range=_range(first, last))
     return manager.load_input(context)
 

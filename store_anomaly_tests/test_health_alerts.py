@@ -9,8 +9,8 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 
-from store_anomaly_assets.settings import SpcSettings
-from store_anomaly_assets.stats import alerts, health, kpis, spc
+from store_anomaly_assets.core import alerts, health, kpis, spc
+from store_anomaly_assets.core.settings import SpcSettings
 
 S = SpcSettings()
 D = date(2025, 3, 8)  # a Saturday

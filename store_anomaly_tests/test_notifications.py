@@ -29,19 +29,20 @@ import sqlalchemy as sa
 import yaml
 from aiosmtpd.controller import Controller
 
-from store_anomaly_assets import notifications as nf
-from store_anomaly_assets.resources import Database, create_engine
-from store_anomaly_assets.sensors import (
+from store_anomaly_assets import notify as nf
+from store_anomaly_assets.config import NotifySettings
+from store_anomaly_assets.core.alerts import ALERT_COLUMNS, describe, recommend
+from store_anomaly_assets.db.analytics.init_db import init_db
+from store_anomaly_assets.db.analytics.schema import store_anomaly_alerts
+from store_anomaly_assets.db.analytics.writes import merge_alerts
+from store_anomaly_assets.db.engines import create_engine
+from store_anomaly_assets.db.sources.schema import t_shop_info
+from store_anomaly_assets.defs.resources import Database
+from store_anomaly_assets.defs.sensors import (
     build_alert_notification_sensor,
     build_check_failure_sensor,
     build_run_failure_sensor,
 )
-from store_anomaly_assets.settings import NotifySettings
-from store_anomaly_assets.sources.schema import t_shop_info
-from store_anomaly_assets.stats.alerts import ALERT_COLUMNS, describe, recommend
-from store_anomaly_assets.storage.init_db import init_db
-from store_anomaly_assets.storage.schema import store_anomaly_alerts
-from store_anomaly_assets.storage.writes import merge_alerts
 
 SCRATCH_DB = "satn_notify"
 NY = ZoneInfo("America/New_York")

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from guide_sql import ACTIVE_ALERTS, FAILED_STEPS, FRESHNESS, LATEST_RUN
 
 from store_anomaly_assets.cli import RunOutcome
-from store_anomaly_assets.sources import synthetic
-from store_anomaly_assets.storage.frames import read_frame
+from store_anomaly_assets.db.frames import read_frame
+from store_anomaly_assets.demo import synthetic
 
 CLOSED_STORE, NEW_STORE, PREPARING_STORE = 1111, 1110, 1112
 LATE_STORE, LATE_DAY = 1105, date(2026, 2, 10)

@@ -23,13 +23,13 @@ from conftest import recreate_database
 from guide_sql import ACK_ONE, BULK_ACK_INFO, LOG_ROTATION, REBUILD_STORE
 
 from store_anomaly_assets.cli import RunOutcome, main
-from store_anomaly_assets.definitions import defs
-from store_anomaly_assets.resources import database_resources
-from store_anomaly_assets.settings import Settings
-from store_anomaly_assets.sources import synthetic
-from store_anomaly_assets.storage import schema
-from store_anomaly_assets.storage.frames import read_frame
-from store_anomaly_assets.storage.writes import replace_range
+from store_anomaly_assets.config import AppConfig, load_config
+from store_anomaly_assets.db.analytics import schema
+from store_anomaly_assets.db.analytics.writes import replace_range
+from store_anomaly_assets.db.frames import read_frame
+from store_anomaly_assets.defs.definitions import build_definitions
+from store_anomaly_assets.defs.resources import database_resources
+from store_anomaly_assets.demo import synthetic
 
 PROJECT = Path(__file__).resolve().parents[1]
 LATE_STORE, LATE_DAY = 1105, date(2026, 2, 10)
@@ -179,7 +179,7 @@ def test_a_failed_table_write_leaves_the_old_rows(analytics_engine: sa.Engine) -
     assert after.equals(before)
 
 
-def test_source_sessions_are_read_only(settings: Settings, backfill: RunOutcome) -> None:
+def test_source_sessions_are_read_only(settings: AppConfig, backfill: RunOutcome) -> None:
     sales = database_resources(settings)["sales_order"].engine()
     with pytest.raises(sa.exc.OperationalError, match="READ ONLY"), sales.begin() as conn:
         conn.exec_driver_sql("DELETE FROM t_order WHERE id = -1")
@@ -359,6 +359,7 @@ def test_log_rotation_job_purges_only_old_rows(
             "INSERT INTO store_anomaly_pipeline_log (run_id, run_date, step_number, step_name,"
             " status) VALUES ('old', DATE_SUB(CURDATE(), INTERVAL 91 DAY), 1, 'x', 'SUCCESS'),"
             " ('recent', DATE_SUB(CURDATE(), INTERVAL 89 DAY), 1, 'x', 'SUCCESS')")
+    defs = build_definitions(load_config(env_file=None))
     result = defs.resolve_job_def("log_rotation_job").execute_in_process(
         instance=dagster_instance)
     assert result.success

@@ -29,9 +29,9 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from store_anomaly_assets import settings as product_settings
-from store_anomaly_assets.sources import synthetic
-from store_anomaly_assets.storage.schema import ANALYTICS_TABLES
+from store_anomaly_assets.config import setting_names
+from store_anomaly_assets.db.analytics.schema import ANALYTICS_TABLES
+from store_anomaly_assets.demo import synthetic
 
 PROJECT = Path(__file__).resolve().parents[1]
 HOST, PORT = "127.0.0.1", 3306
@@ -70,7 +70,7 @@ _CLEARED_NAMES = {
     "KNOWN_EVENT_ALERTS", "LABOR_COST_PER_HOUR", "LOG_LEVEL", "LOG_RETENTION_DAYS",
     "LOOKBACK_DAYS", "PARTITION_START_DATE", "REBASELINE_DAYS", "ROLLING_WINDOW",
     "SIGMA_CRITICAL", "SIGMA_WARNING",
-    *getattr(product_settings, "BEHAVIOUR_SETTINGS", ()),
+    *setting_names(),
 }
 _SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None
 

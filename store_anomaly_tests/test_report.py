@@ -1,4 +1,4 @@
-"""Tests of the daily HTML report (store_anomaly_assets/report.py).
+"""Tests of the daily HTML report (store_anomaly_assets/report/).
 
 - unit tests of the SVG and HTML builders on small hand-made frames: the control chart's
   bands in the right order, flagged days drawn, missing days breaking the line, units and
@@ -27,10 +27,10 @@ import pytest
 import sqlalchemy as sa
 
 from store_anomaly_assets import report
-from store_anomaly_assets.cli import CliError, _Parser
-from store_anomaly_assets.settings import Settings
-from store_anomaly_assets.storage import schema
-from store_anomaly_assets.storage.frames import read_frame
+from store_anomaly_assets.cli import CliError, _Parser, add_report_parser, cmd_report
+from store_anomaly_assets.config import AppConfig
+from store_anomaly_assets.db.analytics import schema
+from store_anomaly_assets.db.frames import read_frame
 
 PROJECT = Path(__file__).resolve().parents[1]
 DAY = date(2025, 10, 8)
@@ -373,13 +373,13 @@ def cli_parser() -> argparse.ArgumentParser:
     """The CLI's parser shape (cli.build_parser) with only the report subcommand."""
     parser = _Parser(prog="store-anomaly")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    report.add_report_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
 def test_report_arguments():
     args = cli_parser().parse_args(["report", "--date", "2025-10-08", "--out", "x/r.html"])
-    assert args.func is report.cmd_report
+    assert args.func is cmd_report
     assert args.date == DAY and args.out == Path("x/r.html")
     assert cli_parser().parse_args(["report", "--date", "2025-10-08"]).out is None
     with pytest.raises(CliError, match="not a YYYY-MM-DD date"):
@@ -433,12 +433,12 @@ def screenshot(tmp_path: Path, page: Path, png: Path, width: int, height: int) -
 
 
 def test_report_of_a_critical_day_renders_in_chromium(
-    backfilled_analytics: sa.Engine, settings: Settings, tmp_path: Path
+    backfilled_analytics: sa.Engine, settings: AppConfig, tmp_path: Path
 ):
     data = report.load_report_data(backfilled_analytics, DAY)
     assert "CRITICAL" in data.alerts.get_column("severity").to_list()  # the injected anomaly
     out = tmp_path / "out" / f"report-{DAY}.html"
-    assert report.cmd_report(argparse.Namespace(date=DAY, out=out), settings) == 0
+    assert cmd_report(argparse.Namespace(date=DAY, out=out), settings) == 0
     assert report.write_report(backfilled_analytics, DAY, out) == out
 
     dom = run_chromium(tmp_path, "--dump-dom", out.as_uri()).stdout
@@ -479,11 +479,11 @@ def test_report_of_a_critical_day_renders_in_chromium(
     assert top.exists() and chart.exists()
 
 
-def test_cmd_report_errors_are_one_line(backfilled_analytics: sa.Engine, settings: Settings,
+def test_cmd_report_errors_are_one_line(backfilled_analytics: sa.Engine, settings: AppConfig,
                                         tmp_path: Path):
     args = argparse.Namespace(date=date(2030, 1, 1), out=tmp_path / "r.html")
     with pytest.raises(CliError) as caught:
-        report.cmd_report(args, settings)
+        cmd_report(args, settings)
     message = str(caught.value)
     assert "\n" not in message and "no analytics data for 2030-01-01" in message
     assert "2025-07-01..2026-02-15" in message and "mysql root@127.0.0.1:3306/test" in message
@@ -493,14 +493,14 @@ def test_cmd_report_errors_are_one_line(backfilled_analytics: sa.Engine, setting
     blocker.write_text("x")
     args = argparse.Namespace(date=DAY, out=blocker / "r.html")  # parent is a file
     with pytest.raises(CliError, match="cannot write the report"):
-        report.cmd_report(args, settings)
+        cmd_report(args, settings)
 
 
 def test_critical_emails_attach_the_daily_report(
     backfilled_analytics: sa.Engine, tmp_path: Path
 ) -> None:
-    from store_anomaly_assets import notifications as nf
-    from store_anomaly_assets.sensors import attach_reports
+    from store_anomaly_assets import notify as nf
+    from store_anomaly_assets.defs.sensors import attach_reports
 
     alerts = read_frame(backfilled_analytics, sa.text(
         "SELECT id, alert_date, severity FROM store_anomaly_alerts "

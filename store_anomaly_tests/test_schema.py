@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import database_url, recreate_database
 
-from store_anomaly_assets.storage.init_db import init_db, schema_statements
-from store_anomaly_assets.storage.schema import metadata
+from store_anomaly_assets.db.analytics.init_db import init_db, schema_statements
+from store_anomaly_assets.db.analytics.schema import metadata
 
 SCRATCH = "sat_schema_check"
 

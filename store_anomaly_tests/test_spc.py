@@ -14,9 +14,9 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 
-from store_anomaly_assets.settings import SpcSettings
-from store_anomaly_assets.stats import spc
-from store_anomaly_assets.stats.kpis import KPI_COLUMNS
+from store_anomaly_assets.core import spc
+from store_anomaly_assets.core.kpis import KPI_COLUMNS
+from store_anomaly_assets.core.settings import SpcSettings
 
 S = SpcSettings()
 MONDAY = date(2025, 1, 6)

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from store_anomaly_assets.sources.schema import (
+from store_anomaly_assets.db.sources.schema import (
     SOURCE_METADATA,
     t_employee_schedule,
     t_inspection_record,
@@ -19,7 +19,7 @@ from store_anomaly_assets.sources.schema import (
     t_production_record,
     t_shop_info,
 )
-from store_anomaly_assets.sources.synthetic import (
+from store_anomaly_assets.demo.synthetic import (
     ANOMALY_KINDS,
     ChainSpec,
     SyntheticChain,
@@ -357,7 +357,7 @@ def test_load_into_mariadb(chain: SyntheticChain, mariadb_engine: sa.Engine) -> 
 
 
 def test_unknown_anomaly_kind_is_rejected() -> None:
-    from store_anomaly_assets.sources.synthetic import Anomaly
+    from store_anomaly_assets.demo.synthetic import Anomaly
 
     spec = default_chain(scale=0.01)
     bad = ChainSpec(stores=spec.stores, anomalies=(Anomaly(1101, date(2025, 10, 1), 1, "x"),))

@@ -24,10 +24,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from store_anomaly_assets.assets import ALL_ASSETS
 from store_anomaly_assets.cli import RunOutcome
+from store_anomaly_assets.config import load_config
+from store_anomaly_assets.db.frames import read_frame
+from store_anomaly_assets.defs.assets import build_assets
 from store_anomaly_assets.event_log import sqlite_instance_config
-from store_anomaly_assets.storage.frames import read_frame
 
 PROJECT = Path(__file__).resolve().parents[1]
 START, END = date(2026, 1, 21), date(2026, 1, 31)
@@ -119,7 +120,8 @@ def test_ui_partition_range_backfill_fills_the_tables(
     launched_at = time.time()
     keys = [(START + timedelta(days=i)).isoformat() for i in range((END - START).days + 1)]
     params = {
-        "assetSelection": [{"path": list(a.key.path)} for a in ALL_ASSETS],
+        "assetSelection": [{"path": list(a.key.path)}
+                           for a in build_assets(load_config(env_file=None))],
         "partitionNames": keys,
         "title": "UI backfill test",
     }

@@ -1,0 +1,95 @@
+"""SQLAlchemy engines for the six databases: pooled, with timeouts, read-only for sources.
+
+Every MySQL connection has a connect, read and write timeout, so a server that stops
+answering fails the step instead of hanging the run (and its lock) forever. Embedded
+SQLite files are opened in URI mode, which never creates a file unless asked (demo,
+init-db): a command run against the wrong data directory fails instead of making empty
+databases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+class DatabaseMissingError(RuntimeError):
+    """An embedded database file does not exist; the message says how to create it."""
+
+
+class DatabaseError(RuntimeError):
+    """A database failed or did not answer; the message names the database, never a secret."""
+
+
+def _make_read_only(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor.execute("PRAGMA query_only = ON")
+    else:
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+    cursor.close()
+
+
+_ENGINES: dict[tuple[sa.URL, bool, int, int], sa.Engine] = {}
+
+
+def create_engine(
+    url: sa.URL, read_only: bool, connect_timeout: int = 10, read_timeout: int = 600
+) -> sa.Engine:
+    """One pooled engine per database, mode and timeouts for the life of the process."""
+    key = (url, read_only, connect_timeout, read_timeout)
+    engine = _ENGINES.get(key)
+    if engine is not None:
+        return engine
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": connect_timeout})
+    else:
+        engine = sa.create_engine(
+            url, pool_pre_ping=True, pool_recycle=3600,
+            connect_args={"connect_timeout": connect_timeout, "read_timeout": read_timeout,
+                          "write_timeout": read_timeout},
+        )
+    if read_only:
+        sa.event.listen(engine, "connect", _make_read_only)
+    return _ENGINES.setdefault(key, engine)
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection, so a process can end without the server seeing drops."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+
+
+def sqlite_url(path: Path, mode: str) -> sa.URL:
+    """`mode`: ro (sources), rw (analytics) or rwc (create: demo loading, init-db)."""
+    return sa.URL.create("sqlite", database=f"file:{path}?mode={mode}", query={"uri": "true"})
+
+
+def mysql_url(host: str, port: int, user: str, password: str, database: str) -> sa.URL:
+    return sa.URL.create("mysql+pymysql", username=user, password=password or None, host=host,
+                         port=port, database=database, query={"charset": "utf8mb4"})
+
+
+# MySQL client errors that mean the server could not be reached.
+_UNREACHABLE = {2002, 2003, 2005, 2006}
+_LOST = 2013
+
+
+def explain(exc: BaseException, database: str, where: str, secret: str,
+            connect_timeout: int, read_timeout: int) -> DatabaseError:
+    """`exc` as one line naming the database; a timeout says which setting to raise."""
+    orig = getattr(exc, "orig", exc)
+    args = getattr(orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    reason = str(args[1] if code is not None and len(args) > 1 else orig).strip()
+    if secret:
+        reason = reason.replace(secret, "***")
+    reason = reason.splitlines()[0] if reason else type(orig).__name__
+    if code == _LOST or "timed out" in reason:
+        return DatabaseError(f"database {database} ({where}) did not answer within "
+                             f"{read_timeout} s (DB_READ_TIMEOUT_SECONDS): {reason}")
+    if code in _UNREACHABLE:
+        return DatabaseError(f"cannot reach database {database} ({where}) within "
+                             f"{connect_timeout} s (DB_CONNECT_TIMEOUT_SECONDS): {reason}")
+    return DatabaseError(f"database {database} ({where}): {reason}")

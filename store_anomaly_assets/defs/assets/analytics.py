@@ -1,0 +1,238 @@
+"""Steps 6-11: the four analytics tables, each written for exactly the run's range.
+
+Assets stay thin: read what they need, call the pure functions in `core/`, write one
+transaction, log the step. Each requires `run_lock`, so a run of any subset of them
+holds the run lock (see resources.RunLock) while it writes. Downstream assets read their
+inputs back from the analytics database, so any one of them can be re-materialized alone.
+"""
+
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+import sqlalchemy as sa
+
+from store_anomaly_assets.core import alerts as alert_stats
+from store_anomaly_assets.core import calendar, health, kpis, spc
+from store_anomaly_assets.db.analytics import reads, schema
+from store_anomaly_assets.db.analytics.pipeline_log import logged_step, utcnow, write_log_row
+from store_anomaly_assets.db.analytics.reads import days_without_rows, format_days
+from store_anomaly_assets.db.analytics.writes import merge_alerts, replace_kpis, replace_range
+from store_anomaly_assets.db.sources.extraction import active_store_ids
+from store_anomaly_assets.defs.assets.metadata import asset_attributes, range_metadata
+from store_anomaly_assets.defs.partitions import partition_dates
+from store_anomaly_assets.defs.resources import AnomalySettings, Database
+from store_anomaly_assets.defs.run_lock import RunLock
+
+GROUP = "analytics"
+
+
+def _md_table(frame: pl.DataFrame, limit: int = 10) -> str:
+    """A small markdown table for the Dagster UI."""
+    if frame.is_empty():
+        return "_none_"
+    head = frame.head(limit)
+    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
+    lines += [
+        "| " + " | ".join("" if v is None else str(v) for v in row) + " |"
+        for row in head.iter_rows()
+    ]
+    return "\n".join(lines)
+
+
+def build_analytics_assets(
+    partitions_def: dg.PartitionsDefinition, storage_kind: str, database: str
+) -> list[dg.AssetsDefinition]:
+    """Steps 6-10 over `partitions_def`, writing the analytics tables of `database`."""
+
+    def common(table: sa.Table) -> dict:
+        return asset_attributes(table, database, GROUP, storage_kind, partitions_def)
+
+    @dg.asset(
+        **common(schema.store_kpi_daily),
+        description="Step 6: daily KPIs per store and local business day, with the derived "
+        "per-labor-hour ratios.",
+    )
+    def store_kpi_daily(
+        context: dg.AssetExecutionContext,
+        analytics: Database,
+        run_lock: RunLock,
+        store_master: pl.DataFrame,
+        sales_extract: pl.DataFrame,
+        production_extract: pl.DataFrame,
+        staffing_extract: pl.DataFrame,
+        quality_extract: pl.DataFrame,
+    ) -> dg.MaterializeResult:
+        start, end = partition_dates(context)
+        engine = analytics.engine()
+        with logged_step(engine, context.run.run_id, start, end, 6) as step:
+            frame = kpis.build_kpis(
+                store_master, sales_extract, production_extract, staffing_extract, quality_extract
+            )
+            step.rows_affected = replace_kpis(
+                engine, frame, start, end, active_store_ids(store_master),
+                {"run_id": context.run.run_id, "updated_at": utcnow()},
+            )
+        quiet_days = days_without_rows(frame, start, end)
+        if quiet_days:
+            context.log.warning(f"no source data for {format_days(quiet_days)}: those days have no "
+                                "KPIs, scores, health or alerts")
+        return dg.MaterializeResult(
+            metadata={
+                **range_metadata(step.rows_affected, start, end),
+                "stores": frame["store_id"].n_unique(),
+                "revenue_total": round(float(frame["revenue"].sum() or 0), 2),
+                "days_without_source_data": format_days(quiet_days) or "none",
+            }
+        )
+
+
+    @dg.asset(
+        **common(schema.store_anomaly_scores),
+        deps=[store_kpi_daily],
+        description="Steps 7-8: day-of-week adjusted z-scores, control limits, Western Electric "
+        "rules and severity per store, day and metric.",
+    )
+    def store_anomaly_scores(
+        context: dg.AssetExecutionContext,
+        analytics: Database,
+        anomaly_settings: AnomalySettings,
+        run_lock: RunLock,
+        store_master: pl.DataFrame,
+    ) -> dg.MaterializeResult:
+        start, end = partition_dates(context)
+        settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), active_store_ids(
+            store_master
+        )
+        with logged_step(engine, context.run.run_id, start, end, 7) as step:
+            history = reads.read_kpis(
+                engine, store_ids, start - timedelta(days=settings.history_days), end
+            )
+            first_dates = reads.read_first_dates(engine, store_ids)
+            long = spc.to_long(history)
+            events = calendar.known_events(
+                store_ids, start - timedelta(days=settings.history_days), end,
+                settings.known_events, settings.known_events_file,
+            )
+            zscores = spc.compute_zscores(long, first_dates, settings, events)
+            step.rows_affected = zscores.filter(
+                pl.col("metric_date").is_between(start, end) & pl.col("z_score").is_not_null()
+            ).height
+        with logged_step(engine, context.run.run_id, start, end, 8) as step:
+            scored = pl.concat(
+                [
+                    spc.evaluate_rules(zscores, settings),
+                    spc.score_inspections(long, first_dates, settings),
+                ],
+                how="vertical_relaxed",
+            ).filter(pl.col("metric_date").is_between(start, end))
+            step.rows_affected = replace_range(
+                engine, schema.store_anomaly_scores, scored, start, end, store_ids,
+                {"run_id": context.run.run_id, "updated_at": utcnow()},
+            )
+        by_severity = scored.group_by("severity").len().drop_nulls("severity")
+        return dg.MaterializeResult(
+            metadata={
+                **range_metadata(step.rows_affected, start, end),
+                **{f"{s.lower()}_scores": n for s, n in by_severity.iter_rows()},
+            }
+        )
+
+
+    @dg.asset(
+        **common(schema.store_health_scores),
+        deps=[store_anomaly_scores],
+        description="Step 9: composite health score (0-100) and status per store and day.",
+    )
+    def store_health_scores(
+        context: dg.AssetExecutionContext,
+        analytics: Database,
+        anomaly_settings: AnomalySettings,
+        run_lock: RunLock,
+        store_master: pl.DataFrame,
+    ) -> dg.MaterializeResult:
+        start, end = partition_dates(context)
+        settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), active_store_ids(
+            store_master
+        )
+        with logged_step(engine, context.run.run_id, start, end, 9) as step:
+            days = reads.read_kpis(engine, store_ids, start, end, ["store_id", "metric_date",
+                                                                    "store_name"])
+            days = spc.with_eligibility(
+                days, reads.read_first_dates(engine, store_ids), settings.rolling_window
+            )
+            inspections = reads.read_kpis(
+                engine, store_ids, start - timedelta(days=settings.quality_lookback_days), end,
+                ["store_id", "metric_date", "inspection_score"],
+            ).drop_nulls("inspection_score")
+            scores = spc.with_adverse_z(reads.read_scores(engine, store_ids, start, end,
+                                                          reads.HEALTH_SCORE_COLUMNS))
+            frame = health.health_scores(days, scores, inspections, settings)
+            step.rows_affected = replace_range(
+                engine, schema.store_health_scores, frame, start, end, store_ids,
+                {"run_id": context.run.run_id, "updated_at": utcnow()},
+            )
+        last_day = frame.filter(pl.col("metric_date") == end).sort("health_score", nulls_last=True)
+        return dg.MaterializeResult(
+            metadata={
+                **range_metadata(step.rows_affected, start, end),
+                "worst_stores": dg.MetadataValue.md(
+                    _md_table(last_day.select("store_id", "store_name", "health_score",
+                                              "health_status"), 5)
+                ),
+            }
+        )
+
+
+    @dg.asset(
+        **common(schema.store_anomaly_alerts),
+        # After health, so that step 11's row closes a run whose steps 1-10 all succeeded.
+        deps=[store_anomaly_scores, store_health_scores],
+        description="Step 10: tiered bilingual alerts, merged so acknowledgments survive "
+        "recomputes.",
+    )
+    def store_anomaly_alerts(
+        context: dg.AssetExecutionContext,
+        analytics: Database,
+        anomaly_settings: AnomalySettings,
+        run_lock: RunLock,
+        store_master: pl.DataFrame,
+    ) -> dg.MaterializeResult:
+        start, end = partition_dates(context)
+        settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), active_store_ids(
+            store_master
+        )
+        with logged_step(engine, context.run.run_id, start, end, 10) as step:
+            scores = spc.with_eligibility(
+                reads.read_scores(engine, store_ids, start, end, reads.ALERT_SCORE_COLUMNS),
+                reads.read_first_dates(engine, store_ids),
+                settings.rolling_window,
+            )
+            alerts = alert_stats.build_alerts(scores, settings)
+            merged = merge_alerts(engine, alerts, start, end, store_ids, context.run.run_id,
+                                  utcnow())
+            step.rows_affected = merged.inserted + merged.updated
+        # Step 11 closes the run's log: what the graph did, in one row.
+        write_log_row(
+            engine, context.run.run_id, start, end, 11, "SUCCESS", rows_affected=alerts.height,
+        )
+        newest = alerts.filter(pl.col("alert_date") == end).sort(
+            pl.col("severity").replace_strict(alert_stats.SEVERITY_ORDER), pl.col("impact_usd"),
+            descending=[False, True], nulls_last=True,
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "inserted": merged.inserted,
+                "updated": merged.updated,
+                "removed": merged.removed,
+                "acknowledged_kept": merged.kept_acknowledged,
+                **range_metadata(alerts.height, start, end),
+                "latest_day_alerts": dg.MetadataValue.md(
+                    _md_table(newest.select("store_name", "metric_name", "severity", "z_score",
+                                            "impact_usd"))
+                ),
+            }
+        )
+
+    return [store_kpi_daily, store_anomaly_scores, store_health_scores, store_anomaly_alerts]

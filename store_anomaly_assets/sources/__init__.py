@@ -1,1 +1,0 @@
-"""Source databases: their reference schemas, the extraction queries, a synthetic chain."""

@@ -1,1 +1,0 @@
-"""Pure polars statistics: KPIs, SPC, health and alerts. No Dagster, no database."""

@@ -1,1 +1,0 @@
-"""The analytics database: table definitions and transactional writes."""
