@@ -96,16 +96,13 @@ class _SingleRunBackfillEvents:
 
     supports_partition_subset_in_asset_materialization_planned_events = True
 
-    def _enable_batches(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+        super().__init__(*args, **kwargs)
 
 
 class BatchedSqliteEventLogStorage(_SingleRunBackfillEvents, SqliteEventLogStorage):
     """Dagster's SQLite event log (run shards + index shard) with batched asset events."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._enable_batches()
-        super().__init__(*args, **kwargs)
 
     @classmethod
     def from_config_value(
@@ -135,10 +132,6 @@ class BatchedSqliteEventLogStorage(_SingleRunBackfillEvents, SqliteEventLogStora
 
 class BatchedMySQLEventLogStorage(_SingleRunBackfillEvents, MySQLEventLogStorage):
     """dagster-mysql's event log with batched asset events: one transaction per batch."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._enable_batches()
-        super().__init__(*args, **kwargs)
 
     @classmethod
     def from_config_value(

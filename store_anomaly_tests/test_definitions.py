@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pytest
+from local_env import without_settings
 
 from store_anomaly_assets.config import load_config
 from store_anomaly_assets.defs.definitions import build_definitions
@@ -56,3 +61,39 @@ def test_passwords_reach_dagster_only_as_environment_variable_names(
     with pytest.raises(RuntimeError, match="EnvVar"):
         str(resource.password)
     assert "not-in-the-ui" not in resource.describe()
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+PACKAGE = PROJECT / "store_anomaly_assets"
+
+
+def test_the_pure_core_imports_without_dagster_sqlalchemy_or_an_environment() -> None:
+    probe = (
+        "import sys, store_anomaly_assets.core as c, pkgutil, importlib\n"
+        "for m in pkgutil.iter_modules(c.__path__):\n"
+        "    importlib.import_module(f'{c.__name__}.{m.name}')\n"
+        "bad = [m for m in ('dagster', 'sqlalchemy', 'pydantic_settings') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env={"PATH": "/usr/bin:/bin"},
+                          cwd="/", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_only_the_event_log_module_uses_dagster_internals() -> None:
+    users = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                   if "dagster._" in path.read_text())
+    assert users == ["event_log.py"]
+
+
+def test_dg_loads_the_code_location_and_names_a_bad_setting() -> None:
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    env = {**without_settings(dict(os.environ)), "DG_CLI_SUPPRESS_WARNINGS": "1"}
+    ok = subprocess.run([dg_cli, "check", "defs"], cwd=PROJECT, env=env, capture_output=True,
+                        text=True, timeout=300)
+    assert ok.returncode == 0 and "All definitions loaded successfully" in ok.stdout, ok.stderr
+    bad = subprocess.run([dg_cli, "check", "defs"], cwd=PROJECT,
+                         env={**env, "SIGMA_WARNING": "nan"}, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0
+    assert "setting SIGMA_WARNING='nan'" in bad.stdout + bad.stderr

@@ -15,15 +15,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from store_anomaly_assets.core.calendar import EVENT_PREFIX
+from store_anomaly_assets.core.contracts import ALERT_COLUMNS, SEVERITY_ORDER
 from store_anomaly_assets.core.settings import SpcSettings
 from store_anomaly_assets.core.spc import METRICS
-
-ALERT_COLUMNS = [
-    "store_id", "alert_date", "metric_name", "store_name", "severity", "metric_value",
-    "expected_value", "z_score", "rules_violated", "scope", "impact_usd", "description_en",
-    "description_zh", "recommended_action", "recommended_action_zh",
-]
-SEVERITY_ORDER = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
 
 
 @dataclass(frozen=True)

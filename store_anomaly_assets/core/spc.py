@@ -56,7 +56,6 @@ SCORE_COLUMNS = [
     "lcl_3s", "we_rule_1", "we_rule_2", "we_rule_3", "we_rule_4", "we_rule_5",
     "rules_violated", "severity",
 ]
-SEVERITIES = ("CRITICAL", "WARNING", "INFO")
 _SERIES = ["store_id", "metric_name"]
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import sqlalchemy as sa
 
 
-def _polars_type(sa_type: sa.types.TypeEngine) -> pl.DataType | None:
+def polars_type(sa_type: sa.types.TypeEngine) -> pl.DataType | None:
     """The polars type of a SQL column type, so frames keep their types when empty or NULL."""
     if isinstance(sa_type, sa.Boolean):
         return pl.Boolean()
@@ -26,11 +26,16 @@ def _polars_type(sa_type: sa.types.TypeEngine) -> pl.DataType | None:
     return None
 
 
+def table_schema(table: sa.Table) -> dict[str, pl.DataType]:
+    """The polars schema of a table's rows."""
+    return {c.name: polars_type(c.type) for c in table.columns}
+
+
 def _declared_types(query: sa.Executable) -> dict[str, pl.DataType]:
     columns = getattr(query, "selected_columns", None)
     if columns is None:
         return {}
-    types = {c.key: _polars_type(c.type) for c in columns}
+    types = {c.key: polars_type(c.type) for c in columns}
     return {name: t for name, t in types.items() if t is not None}
 
 

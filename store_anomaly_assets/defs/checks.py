@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
+from store_anomaly_assets.core.contracts import SEVERITIES
 from store_anomaly_assets.core.health import HEALTHY_MIN, WATCH_MIN
 from store_anomaly_assets.db.analytics import reads, schema
 from store_anomaly_assets.db.analytics.pipeline_log import write_log_row
@@ -166,7 +167,7 @@ def scores_valid(
                             "rows with disordered limits")
         finding.expect_none(
             scores.filter(pl.col("severity").is_not_null()
-                          & ~pl.col("severity").is_in(["CRITICAL", "WARNING", "INFO"])),
+                          & ~pl.col("severity").is_in(SEVERITIES)),
             "unknown severities")
         finding.figures.update(score_rows=scores.height,
                                scored=scores.filter(z.is_not_null()).height)

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
+from store_anomaly_assets.db.frames import table_schema
 from store_anomaly_assets.db.sources.schema import (
     SOURCE_METADATA,
     t_employee_schedule,
@@ -658,19 +659,7 @@ def _shop_info(spec: ChainSpec) -> pl.DataFrame:
             }
             for s in spec.stores
         ],
-        schema={
-            "dept_id": pl.Int64,
-            "shop_name": pl.String,
-            "shop_name_cn": pl.String,
-            "city": pl.String,
-            "state": pl.String,
-            "district": pl.String,
-            "region": pl.String,
-            "time_zone": pl.String,
-            "open_date": pl.Date,
-            "shop_status": pl.Int16,
-            "is_deleted": pl.Int16,
-        },
+        schema=table_schema(t_shop_info),
     )
 
 

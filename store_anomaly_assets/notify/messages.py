@@ -15,22 +15,15 @@ from typing import Any
 
 import polars as pl
 
-from store_anomaly_assets.core.alerts import LABELS, SEVERITY_ORDER
+from store_anomaly_assets.core.alerts import LABELS
+from store_anomaly_assets.core.contracts import ALERT_SCHEMA, SEVERITY_ORDER, SEVERITY_ZH
 from store_anomaly_assets.notify.delivery import DeliveryPlan, Message, alert_token
 from store_anomaly_assets.notify.routing import Recipient, Routing
 
-SEVERITY_ZH = {"CRITICAL": "严重", "WARNING": "警告", "INFO": "提示"}
 # apprise's notification types: they colour Slack/Teams cards.
 NOTIFY_TYPES = {"CRITICAL": "failure", "WARNING": "warning", "INFO": "info"}
 # The alert row as messages read it (and as the pending-alerts query selects it).
-ALERT_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
-    "id": pl.Int64, "store_id": pl.Int64, "store_name": pl.String, "alert_date": pl.Date,
-    "metric_name": pl.String, "severity": pl.String, "metric_value": pl.Float64,
-    "expected_value": pl.Float64, "z_score": pl.Float64, "rules_violated": pl.String,
-    "scope": pl.String, "impact_usd": pl.Float64, "description_en": pl.String,
-    "description_zh": pl.String, "recommended_action": pl.String,
-    "recommended_action_zh": pl.String,
-}
+ALERT_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {"id": pl.Int64, **ALERT_SCHEMA}
 _STORE_INFO = {"store_id": pl.Int64, "store_name_cn": pl.String, "district": pl.String,
                "region": pl.String}
 

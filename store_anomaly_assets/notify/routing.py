@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from store_anomaly_assets.core.alerts import SEVERITY_ORDER
+from store_anomaly_assets.core.contracts import SEVERITY_ORDER
 from store_anomaly_assets.notify.delivery import url_is_usable, url_scheme
 
 ROLES: dict[str, tuple[str, str]] = {

@@ -17,7 +17,8 @@ from datetime import date, timedelta
 import polars as pl
 from markupsafe import Markup
 
-from store_anomaly_assets.core.alerts import LABELS, SEVERITY_ORDER, WEEKDAYS, format_value
+from store_anomaly_assets.core.alerts import LABELS, WEEKDAYS, format_value
+from store_anomaly_assets.core.contracts import SEVERITY_ORDER
 from store_anomaly_assets.core.settings import SpcSettings
 from store_anomaly_assets.core.spc import METRICS
 from store_anomaly_assets.report.data import CHART_DAYS, GRID_DAYS

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 import polars as pl
 import sqlalchemy as sa
 
+from store_anomaly_assets.core import contracts
 from store_anomaly_assets.db.analytics import schema
 from store_anomaly_assets.db.frames import read_frame
 
@@ -22,14 +23,9 @@ HEALTH_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "store_id": pl.Int64, "store_name": pl.String, "metric_date": pl.Date,
     "health_score": pl.Float64, "health_status": pl.String,
 }
+# An alert row, and whether someone has acknowledged it.
 ALERT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
-    "store_id": pl.Int64, "alert_date": pl.Date, "metric_name": pl.String,
-    "store_name": pl.String, "severity": pl.String, "metric_value": pl.Float64,
-    "expected_value": pl.Float64, "z_score": pl.Float64, "rules_violated": pl.String,
-    "scope": pl.String, "impact_usd": pl.Float64, "description_en": pl.String,
-    "description_zh": pl.String, "recommended_action": pl.String,
-    "recommended_action_zh": pl.String, "acknowledged": pl.Boolean,
-    "acknowledged_by": pl.String,
+    **contracts.ALERT_SCHEMA, "acknowledged": pl.Boolean, "acknowledged_by": pl.String,
 }
 SERIES_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "store_id": pl.Int64, "metric_name": pl.String, "metric_date": pl.Date,

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from store_anomaly_assets.core.alerts import RULE_WORDS, SEVERITY_ORDER, WEEKDAYS, format_value
+from store_anomaly_assets.core.alerts import RULE_WORDS, WEEKDAYS, format_value
+from store_anomaly_assets.core.contracts import SEVERITY_ORDER, SEVERITY_ZH
 from store_anomaly_assets.core.spc import METRICS
 from store_anomaly_assets.report.charts import (
     FONT,
@@ -37,8 +38,6 @@ from store_anomaly_assets.report.charts import (
     metric_label,
 )
 from store_anomaly_assets.report.data import CHART_DAYS, GRID_DAYS, ReportData, load_report_data
-
-SEVERITY_ZH = {"CRITICAL": "严重", "WARNING": "警告", "INFO": "提示"}
 
 _ENV = Environment(
     loader=PackageLoader("store_anomaly_assets.report"),

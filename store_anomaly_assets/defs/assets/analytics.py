@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from store_anomaly_assets.core import alerts as alert_stats
 from store_anomaly_assets.core import calendar, health, kpis, spc
+from store_anomaly_assets.core.contracts import SEVERITY_ORDER
 from store_anomaly_assets.db.analytics import reads, schema
 from store_anomaly_assets.db.analytics.pipeline_log import logged_step, utcnow, write_log_row
 from store_anomaly_assets.db.analytics.reads import days_without_rows, format_days
@@ -218,7 +219,7 @@ def build_analytics_assets(
             engine, context.run.run_id, start, end, 11, "SUCCESS", rows_affected=alerts.height,
         )
         newest = alerts.filter(pl.col("alert_date") == end).sort(
-            pl.col("severity").replace_strict(alert_stats.SEVERITY_ORDER), pl.col("impact_usd"),
+            pl.col("severity").replace_strict(SEVERITY_ORDER), pl.col("impact_usd"),
             descending=[False, True], nulls_last=True,
         )
         return dg.MaterializeResult(
