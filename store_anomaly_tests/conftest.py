@@ -46,6 +46,20 @@ os.environ["DAGSTER_HOME"] = str(DATA_DIR / "dagster_home")
 
 
 
+# A test that needs any of these talks to MariaDB: it is an integration test.
+_DATABASE_FIXTURES = {"server", "source_engines", "analytics_engine", "backfill",
+                      "backfilled_analytics", "dagster_instance"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tiers: `browser` and `integration` where declared or implied, `unit` otherwise."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("integration"):
+            continue
+        uses_database = _DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.integration if uses_database else pytest.mark.unit)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(DATA_DIR, ignore_errors=True)
 

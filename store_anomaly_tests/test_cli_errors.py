@@ -1,7 +1,8 @@
 """The CLI's error contract, through `python -m store_anomaly_assets.cli` in a subprocess.
 
 Bad input: one stderr line starting `error: ` that names what is at fault, exit status 2,
-no traceback, nothing written. A failed run: exit status 1 and the last stderr line is
+no traceback, nothing written; an argument the parser refuses is preceded by the
+command's usage line. A failed run: exit status 1 and the last stderr line is
 the cause. Everything runs in `cli_err_*` databases (dropped at the end) from a
 temporary working directory, with a temporary data directory and DAGSTER_HOME.
 """
@@ -26,6 +27,9 @@ from store_anomaly_assets.db.analytics import schema
 from store_anomaly_assets.db.analytics.init_db import init_db
 from store_anomaly_assets.db.sources.schema import t_shop_info
 from store_anomaly_assets.demo import synthetic
+
+pytestmark = pytest.mark.integration
+
 
 DATABASES = {
     "OPSHOP_": "cli_err_opshop",
@@ -132,6 +136,20 @@ def one_error(result: subprocess.CompletedProcess, *needles: str) -> str:
     return lines[0]
 
 
+def usage_error(result: subprocess.CompletedProcess, command: str, *needles: str) -> str:
+    """An argument the parser refused (exit status 2): the command's usage, then one
+    `error: ` line naming what is at fault."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"Usage: store-anomaly {command} "), result.stderr
+    assert lines[1].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[1], (needle, lines[1])
+    return lines[1]
+
+
 def acknowledged(alert_id: int) -> bool:
     engine = sa.create_engine(database_url(DATABASES["DBATEST_"]))
     try:
@@ -173,7 +191,8 @@ def test_older_than_out_of_range_is_refused(databases, workdir, days: str) -> No
 
 @pytest.mark.parametrize("limit", ["-1", "0", "many"])
 def test_alerts_limit_must_be_positive(workdir, limit: str) -> None:
-    one_error(cli(workdir, environment(workdir), "alerts", "--limit", limit), "--limit")
+    usage_error(cli(workdir, environment(workdir), "alerts", "--limit", limit), "alerts",
+                "--limit")
 
 
 # ------------------------------------------------------------------ missing schema, report
@@ -194,7 +213,8 @@ def test_missing_embedded_analytics_database_creates_no_file(workdir) -> None:
 
 
 def test_empty_report_path_is_refused(workdir) -> None:
-    one_error(cli(workdir, environment(workdir), "report", "--date", DAY, "--out", ""), "--out")
+    usage_error(cli(workdir, environment(workdir), "report", "--date", DAY, "--out", ""),
+                "report", "--out")
 
 
 def test_report_path_that_is_a_directory_is_refused(databases, workdir) -> None:
@@ -309,4 +329,4 @@ def test_the_cli_exits_normally_without_os_exit(workdir) -> None:
                             timeout=120)
     assert result.returncode == 2, result.stderr
     assert "atexit ran" in result.stdout
-    one_error(result, "--limit")
+    usage_error(result, "alerts", "--limit")

@@ -67,6 +67,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 PACKAGE = PROJECT / "store_anomaly_assets"
 
 
+@pytest.mark.integration
 def test_the_pure_core_imports_without_dagster_sqlalchemy_or_an_environment() -> None:
     probe = (
         "import sys, store_anomaly_assets.core as c, pkgutil, importlib\n"
@@ -86,6 +87,7 @@ def test_only_the_event_log_module_uses_dagster_internals() -> None:
     assert users == ["event_log.py"]
 
 
+@pytest.mark.integration
 def test_dg_loads_the_code_location_and_names_a_bad_setting() -> None:
     dg_cli = str(Path(sys.executable).with_name("dg"))
     env = {**without_settings(dict(os.environ)), "DG_CLI_SUPPRESS_WARNINGS": "1"}

@@ -17,6 +17,8 @@ from store_anomaly_assets.config import DATABASES
 from store_anomaly_assets.db.frames import read_frame
 from store_anomaly_assets.demo import synthetic
 
+pytestmark = pytest.mark.integration
+
 SCALE = 0.1
 
 

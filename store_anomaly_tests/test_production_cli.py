@@ -33,6 +33,9 @@ from store_anomaly_assets.config import setting_names
 from store_anomaly_assets.db.analytics.schema import ANALYTICS_TABLES
 from store_anomaly_assets.demo import synthetic
 
+pytestmark = pytest.mark.integration
+
+
 PROJECT = Path(__file__).resolve().parents[1]
 HOST, PORT = "127.0.0.1", 3306
 SOURCE_DATABASES = {
@@ -654,7 +657,7 @@ def test_passwords_never_leak(
         "('char', 'varchar', 'text', 'tinytext', 'mediumtext', 'longtext')",
         db=ANALYTICS_DATABASE)
     for table in {t.name for t in ANALYTICS_TABLES}:
-        names = [r.c for r in columns if r.t == table]
+        names = [r[1] for r in columns if r[0] == table]
         if not names:
             continue
         for row in prod.rows(f"SELECT {', '.join(f'`{n}`' for n in names)} FROM `{table}`"):

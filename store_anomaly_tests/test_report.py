@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from store_anomaly_assets import report
-from store_anomaly_assets.cli import CliError, _Parser, add_report_parser, cmd_report
+from store_anomaly_assets.cli import main
 from store_anomaly_assets.config import AppConfig
 from store_anomaly_assets.db.analytics import schema
 from store_anomaly_assets.db.frames import read_frame
@@ -369,23 +368,20 @@ def test_load_report_data_on_empty_tables(tmp_path: Path):
         report.load_report_data(engine, DAY)
 
 
-def cli_parser() -> argparse.ArgumentParser:
-    """The CLI's parser shape (cli.build_parser) with only the report subcommand."""
-    parser = _Parser(prog="store-anomaly")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_report_parser(sub)
-    return parser
+def last_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The CLI's last stderr line, which must be its one `error:` line."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), lines
+    return lines[-1]
 
 
-def test_report_arguments():
-    args = cli_parser().parse_args(["report", "--date", "2025-10-08", "--out", "x/r.html"])
-    assert args.func is cmd_report
-    assert args.date == DAY and args.out == Path("x/r.html")
-    assert cli_parser().parse_args(["report", "--date", "2025-10-08"]).out is None
-    with pytest.raises(CliError, match="not a YYYY-MM-DD date"):
-        cli_parser().parse_args(["report", "--date", "10/08/2025"])
-    with pytest.raises(CliError, match="--date"):
-        cli_parser().parse_args(["report"])
+def test_report_arguments(capsys: pytest.CaptureFixture[str]):
+    assert main(["report", "--date", "10/08/2025"]) == 2
+    assert "not a YYYY-MM-DD date" in last_error(capsys)
+    assert main(["report"]) == 2
+    assert "--date" in last_error(capsys)
+    assert main(["report", "--date", "2025-10-08", "--out", ""]) == 2
+    assert "--out" in last_error(capsys)
 
 
 # ---------------------------------------------------------------------------------------
@@ -432,13 +428,14 @@ def screenshot(tmp_path: Path, page: Path, png: Path, width: int, height: int) -
     return png
 
 
+@pytest.mark.browser
 def test_report_of_a_critical_day_renders_in_chromium(
     backfilled_analytics: sa.Engine, settings: AppConfig, tmp_path: Path
 ):
     data = report.load_report_data(backfilled_analytics, DAY)
     assert "CRITICAL" in data.alerts.get_column("severity").to_list()  # the injected anomaly
     out = tmp_path / "out" / f"report-{DAY}.html"
-    assert cmd_report(argparse.Namespace(date=DAY, out=out), settings) == 0
+    assert main(["report", "--date", str(DAY), "--out", str(out)]) == 0
     assert report.write_report(backfilled_analytics, DAY, out) == out
 
     dom = run_chromium(tmp_path, "--dump-dom", out.as_uri()).stdout
@@ -479,21 +476,19 @@ def test_report_of_a_critical_day_renders_in_chromium(
     assert top.exists() and chart.exists()
 
 
-def test_cmd_report_errors_are_one_line(backfilled_analytics: sa.Engine, settings: AppConfig,
-                                        tmp_path: Path):
-    args = argparse.Namespace(date=date(2030, 1, 1), out=tmp_path / "r.html")
-    with pytest.raises(CliError) as caught:
-        cmd_report(args, settings)
-    message = str(caught.value)
-    assert "\n" not in message and "no analytics data for 2030-01-01" in message
+def test_report_command_errors_are_one_line(backfilled_analytics: sa.Engine, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "r.html"
+    assert main(["report", "--date", "2030-01-01", "--out", str(out)]) == 2
+    message = last_error(capsys)
+    assert "no analytics data for 2030-01-01" in message
     assert "2025-07-01..2026-02-15" in message and "mysql root@127.0.0.1:3306/test" in message
-    assert not args.out.exists()
+    assert not out.exists()
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    args = argparse.Namespace(date=DAY, out=blocker / "r.html")  # parent is a file
-    with pytest.raises(CliError, match="cannot write the report"):
-        cmd_report(args, settings)
+    assert main(["report", "--date", str(DAY), "--out", str(blocker / "r.html")]) == 2
+    assert "cannot write the report" in last_error(capsys)
 
 
 def test_critical_emails_attach_the_daily_report(

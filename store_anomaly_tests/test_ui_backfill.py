@@ -30,6 +30,9 @@ from store_anomaly_assets.db.frames import read_frame
 from store_anomaly_assets.defs.assets import build_assets
 from store_anomaly_assets.event_log import sqlite_instance_config
 
+pytestmark = pytest.mark.integration
+
+
 PROJECT = Path(__file__).resolve().parents[1]
 START, END = date(2026, 1, 21), date(2026, 1, 31)
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
 import sqlalchemy as sa
 
+from store_anomaly_assets.core.contracts import SEVERITIES
 from store_anomaly_assets.db.analytics.pipeline_log import utcnow
 from store_anomaly_assets.db.analytics.schema import store_anomaly_alerts as alerts
 from store_anomaly_assets.db.frames import read_frame
-
-SEVERITIES = ("CRITICAL", "WARNING", "INFO")
 
 
 class AcknowledgmentError(ValueError):
@@ -23,18 +24,60 @@ def severity_rank() -> sa.ColumnElement[int]:
     return sa.case({s: i for i, s in enumerate(SEVERITIES)}, value=alerts.c.severity, else_=9)
 
 
-def open_alerts(engine: sa.Engine, limit: int | None = None) -> pl.DataFrame:
-    """Unacknowledged alerts, most severe first, then the newest, then the costliest."""
+@dataclass(frozen=True)
+class AlertFilter:
+    """Which open alerts a listing, a count or a bulk acknowledgment covers.
+
+    Empty fields do not filter; `store_ids` of None is every store, an empty collection
+    none. `since` is inclusive, `before` exclusive (alert_date).
+    """
+
+    severities: Collection[str] = ()
+    store_ids: Collection[int] | None = None
+    since: date | None = None
+    before: date | None = None
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        where = [alerts.c.acknowledged.is_(False)]
+        if self.severities:
+            where.append(alerts.c.severity.in_(sorted(self.severities)))
+        if self.store_ids is not None:
+            where.append(alerts.c.store_id.in_(sorted(self.store_ids)))
+        if self.since is not None:
+            where.append(alerts.c.alert_date >= self.since)
+        if self.before is not None:
+            where.append(alerts.c.alert_date < self.before)
+        return where
+
+
+EVERY_OPEN_ALERT = AlertFilter()
+# The open-alert order: most severe first, then the newest, then the costliest.
+OPEN_ALERT_ORDER = (severity_rank(), alerts.c.alert_date.desc(), alerts.c.impact_usd.is_(None),
+                    alerts.c.impact_usd.desc(), alerts.c.id)
+
+
+def open_alerts(
+    engine: sa.Engine, limit: int | None = None, filters: AlertFilter = EVERY_OPEN_ALERT
+) -> pl.DataFrame:
+    """Unacknowledged alerts matching `filters`, in OPEN_ALERT_ORDER, at most `limit`."""
     query = (
         sa.select(alerts.c.id, alerts.c.alert_date, alerts.c.store_id, alerts.c.store_name,
                   alerts.c.severity, alerts.c.metric_name, alerts.c.scope, alerts.c.impact_usd,
-                  alerts.c.description_en, alerts.c.recommended_action)
-        .where(alerts.c.acknowledged.is_(False))
-        .order_by(severity_rank(), alerts.c.alert_date.desc(),
-                  alerts.c.impact_usd.is_(None), alerts.c.impact_usd.desc(), alerts.c.id)
+                  alerts.c.metric_value, alerts.c.expected_value, alerts.c.z_score,
+                  alerts.c.rules_violated, alerts.c.description_en, alerts.c.description_zh,
+                  alerts.c.recommended_action, alerts.c.recommended_action_zh)
+        .where(*filters.conditions())
+        .order_by(*OPEN_ALERT_ORDER)
         .limit(limit)
     )
     return read_frame(engine, query)
+
+
+def count_open_alerts(engine: sa.Engine, filters: AlertFilter = EVERY_OPEN_ALERT) -> int:
+    """How many unacknowledged alerts match `filters` (whatever a listing's limit)."""
+    query = sa.select(sa.func.count()).select_from(alerts).where(*filters.conditions())
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 # MySQL's TEXT holds 65,535 bytes; VARCHAR(n) holds n characters (utf8mb4).
@@ -113,19 +156,25 @@ def acknowledge(engine: sa.Engine, alert_id: int, by: str, note: str | None = No
         )
 
 
+def cleanup_filter(severity: str, older_than_days: int, today: date | None = None
+                   ) -> AlertFilter:
+    """The bulk clean-up's alerts: open, of `severity`, dated more than N days before today."""
+    if severity not in SEVERITIES:
+        raise AcknowledgmentError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    check_older_than(older_than_days)
+    cutoff = (today or utcnow().date()) - timedelta(days=older_than_days)
+    return AlertFilter(severities=(severity,), before=cutoff)
+
+
 def acknowledge_older(
     engine: sa.Engine, severity: str, older_than_days: int, by: str, today: date | None = None
 ) -> int:
     """The guide's bulk clean-up: acknowledge open alerts of a severity older than N days."""
     name = check_acknowledger(by)
-    if severity not in SEVERITIES:
-        raise AcknowledgmentError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
-    check_older_than(older_than_days)
-    cutoff = (today or utcnow().date()) - timedelta(days=older_than_days)
+    filters = cleanup_filter(severity, older_than_days, today)
     with engine.begin() as conn:
         return conn.execute(
             alerts.update()
-            .where(alerts.c.severity == severity, alerts.c.alert_date < cutoff,
-                   alerts.c.acknowledged.is_(False))
+            .where(*filters.conditions())
             .values(acknowledged=True, acknowledged_by=name, acknowledged_at=utcnow())
         ).rowcount
