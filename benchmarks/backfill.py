@@ -123,6 +123,9 @@ RANGES: dict[str, tuple[date, date]] = {
     "daily": (date(2026, 2, 12), date(2026, 2, 15)),
 }
 STORAGES = ("sqlite", "mysql")
+# Dagster's stock SQLite event log with DAGSTER_EVENT_BATCH_SIZE alone: does batching
+# events without the project's storage get the same backfill?
+STOCK = "sqlite-stock"
 LOG_LEVEL = "INFO"  # the CLI's default (LOG_LEVEL unset), so runs log like `store-anomaly run`
 RESULT_MARKER = "BENCH_RESULT "
 
@@ -170,6 +173,9 @@ def open_instance(storage: str, workdir: Path) -> Iterator[dg.DagsterInstance]:
     if storage == "mysql":
         overrides = mysql_instance_config({"username": USER, "password": "", "hostname": HOST,
                                            "db_name": DAGSTER_DATABASE, "port": PORT})
+    elif storage == STOCK:
+        os.environ["DAGSTER_EVENT_BATCH_SIZE"] = "100000"
+        overrides = {"telemetry": {"enabled": False}}
     else:
         overrides = sqlite_instance_config(temp_dir)
     with dg.instance_for_test(temp_dir=str(temp_dir), overrides=overrides) as instance:
@@ -320,7 +326,7 @@ def prepare_data(server: sa.Engine) -> None:
     """Recreate the bench databases, load the synthetic chain, create the analytics tables."""
     from store_anomaly_assets.db.analytics.init_db import init_db
     from store_anomaly_assets.db.engines import create_engine
-    from store_anomaly_assets.demo import synthetic
+    from store_anomaly_assets.demo import loaders, synthetic
 
     recreate_databases(server)
     clock = time.perf_counter()
@@ -333,7 +339,7 @@ def prepare_data(server: sa.Engine) -> None:
     engines = {p: create_engine(server_url(db), read_only=False)
                for p, db in SOURCE_DATABASES.items()}
     clock = time.perf_counter()
-    loaded = synthetic.load_chain(chain, engines, include_late=True)
+    loaded = loaders.load_chain(chain, engines, include_late=True)
     print(f"Loaded with load_chain in {time.perf_counter() - clock:.1f} s: "
           + ", ".join(f"{table} {rows:,}" for table, rows in loaded.items()))
     tables = init_db(create_engine(server_url(ANALYTICS_DATABASE), read_only=False))
@@ -361,7 +367,7 @@ def describe_server(server: sa.Engine) -> None:
 
 def prepare_instances(workdir: Path) -> None:
     """Create both instances' schemas now, so no measured run pays Dagster's migrations."""
-    for storage in STORAGES:
+    for storage in (*STORAGES, STOCK):
         with open_instance(storage, workdir):
             pass
 
@@ -619,7 +625,7 @@ def verdict(ok: bool) -> str:
 
 def print_table(results: list[Measurement]) -> None:
     aggregates = {m.kind: median(m.wall_s) for m in results if m.storage == "mariadb"}
-    header = (f"{'measurement':<32} {'storage':<8} {'wall s':>8} {'run s':>8} {'init s':>7} "
+    header = (f"{'measurement':<32} {'storage':<12} {'wall s':>8} {'run s':>8} {'init s':>7} "
               f"{'steps s':>8} {'logged s':>8} {'peak RSS MB':>11} {'ratio':>7} {'ratio run':>9}")
     print("\n" + header + "\n" + "-" * len(header))
     for m in results:
@@ -628,7 +634,7 @@ def print_table(results: list[Measurement]) -> None:
         init = f"{median(m.init_s):7.2f}" if m.init_s else f"{'-':>7}"
         steps = f"{median(m.steps_s):8.2f}" if m.steps_s else f"{'-':>8}"
         logged = f"{median(m.logged_s):8.2f}" if m.logged_s else f"{'-':>8}"
-        print(f"{m.name:<32} {m.storage:<8} {median(m.wall_s):8.2f} {median(m.run_s):8.2f} "
+        print(f"{m.name:<32} {m.storage:<12} {median(m.wall_s):8.2f} {median(m.run_s):8.2f} "
               f"{init} {steps} {logged} {rss} {median(m.wall_s) / bare:7.1f} "
               f"{median(m.run_s) / bare:9.1f}")
     print("wall s = process (spawn to exit) for pipeline runs, execute+fetch for aggregates; "
@@ -681,7 +687,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep the bench databases and the scratch folder")
     # Hidden: one measured pipeline run in this fresh process (see child_main).
     parser.add_argument("--child-run", choices=sorted(RANGES), help=argparse.SUPPRESS)
-    parser.add_argument("--storage", choices=STORAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--storage", choices=[*STORAGES, STOCK], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -715,6 +721,7 @@ def run_benchmark(runs: int, keep_data: bool) -> int:
             results += [measure_pipeline("backfill", storage, runs, workdir, server, floor=True),
                         measure_pipeline("backfill", storage, runs, workdir, server),
                         measure_pipeline("daily", storage, runs, workdir, server)]
+        results.append(measure_pipeline("backfill", STOCK, runs, workdir, server))
         instance_sizes(server, workdir)
         print_table(results)
         passed = print_targets(results)

@@ -374,7 +374,7 @@ def main() -> int:
     from store_anomaly_assets.db.analytics.schema import ANALYTICS_TABLES
     from store_anomaly_assets.db.engines import create_engine
     from store_anomaly_assets.db.frames import read_frame
-    from store_anomaly_assets.demo import synthetic
+    from store_anomaly_assets.demo import loaders, synthetic
 
     server = sa.create_engine(sa.URL.create("mysql+pymysql", username="root",
                                             host="127.0.0.1", port=3306))
@@ -389,7 +389,7 @@ def main() -> int:
     chain = synthetic.generate(spec)
     engines = {p: create_engine(url.set(database=db), read_only=False)
                for p, db in SOURCES.items()}
-    rows = synthetic.load_chain(chain, engines)
+    rows = loaders.load_chain(chain, engines)
     analytics = create_engine(url.set(database=ANALYTICS), read_only=False)
     init_db(analytics)
     print(f"Chain: {len(spec.stores)} stores, {spec.start}..{spec.end}, scale {spec.scale}, "

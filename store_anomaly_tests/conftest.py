@@ -24,7 +24,7 @@ from store_anomaly_assets.config import AppConfig, load_config
 from store_anomaly_assets.db.analytics.init_db import init_db
 from store_anomaly_assets.db.analytics.schema import ANALYTICS_TABLES
 from store_anomaly_assets.db.engines import create_engine
-from store_anomaly_assets.demo import synthetic
+from store_anomaly_assets.demo import loaders, synthetic
 from store_anomaly_assets.event_log import sqlite_instance_config
 
 MARIADB = sa.URL.create("mysql+pymysql", username="root", host="127.0.0.1", port=3306)
@@ -137,7 +137,7 @@ def backfill(
     dagster_instance: dg.DagsterInstance,
 ) -> RunOutcome:
     """The whole chain loaded (late records held back) and backfilled in one run."""
-    synthetic.load_chain(chain, source_engines)
+    loaders.load_chain(chain, source_engines)
     outcome = run_pipeline(settings, chain.spec.start, chain.spec.end, dagster_instance,
                            log_level="WARNING")
     assert outcome.success, outcome.error

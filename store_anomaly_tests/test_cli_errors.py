@@ -26,7 +26,7 @@ from local_env import without_settings
 from store_anomaly_assets.db.analytics import schema
 from store_anomaly_assets.db.analytics.init_db import init_db
 from store_anomaly_assets.db.sources.schema import t_shop_info
-from store_anomaly_assets.demo import synthetic
+from store_anomaly_assets.demo import loaders
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def databases(server: sa.Engine) -> Iterator[dict[str, int]]:
         conn.execute(sa.text(f"GRANT ALL PRIVILEGES ON `cli\\_err\\_%`.* TO '{USER}'@'%'"))
     engines = {name: sa.create_engine(database_url(name)) for name in ALL_DATABASES}
     try:
-        synthetic.create_source_schemas(
+        loaders.create_source_schemas(
             {p: engines[db] for p, db in DATABASES.items() if p != "DBATEST_"})
         with engines[DATABASES["OPSHOP_"]].begin() as conn:
             conn.execute(t_shop_info.insert().values(

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 from local_env import without_settings
+from oracle import expected_kpis
 
 from store_anomaly_assets.config import DATABASES
 from store_anomaly_assets.db.frames import read_frame
@@ -57,7 +58,7 @@ def test_sqlite_kpis_equal_the_source(demo) -> None:
                                       "production_count FROM store_kpi_daily"))
     chain = synthetic.generate(synthetic.default_chain(scale=SCALE))
     operating = chain.shop_info.filter(pl.col("shop_status") == 1)["dept_id"].implode()
-    want = synthetic.expected_kpis(chain, include_late=True).filter(
+    want = expected_kpis(chain, include_late=True).filter(
         pl.col("store_id").is_in(operating))
     got = kpis.with_columns(pl.col("metric_date").str.to_date() if kpis["metric_date"].dtype
                             == pl.String else pl.col("metric_date"))

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 from guide_sql import ACTIVE_ALERTS, FAILED_STEPS, FRESHNESS, LATEST_RUN
+from oracle import expected_kpis
 
 from store_anomaly_assets.cli import RunOutcome
 from store_anomaly_assets.db.frames import read_frame
@@ -41,7 +42,7 @@ def expected(
             {"id": chain.late_orders["id"][0]},
         ).scalar_one() > 0
     operating = chain.shop_info.filter(pl.col("shop_status") == 1)["dept_id"]
-    return synthetic.expected_kpis(chain, include_late=late_loaded).filter(
+    return expected_kpis(chain, include_late=late_loaded).filter(
         pl.col("store_id").is_in(operating.implode())
     )
 
@@ -49,6 +50,11 @@ def expected(
 @pytest.fixture(scope="module")
 def alerts(backfill: RunOutcome, analytics_engine: sa.Engine) -> pl.DataFrame:
     return table(analytics_engine, "SELECT * FROM store_anomaly_alerts")
+
+
+@pytest.fixture(autouse=True)
+def _backfilled(backfill: RunOutcome) -> None:
+    """Every test here reads the backfilled chain, whatever ran before it."""
 
 
 def test_kpis_equal_the_source_to_the_cent(kpis: pl.DataFrame, expected: pl.DataFrame) -> None:

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import recreate_database
 from guide_sql import ACK_ONE, BULK_ACK_INFO, LOG_ROTATION, REBUILD_STORE
+from oracle import expected_kpis
 
 from store_anomaly_assets.cli import RunOutcome, main
 from store_anomaly_assets.config import AppConfig, load_config
@@ -29,12 +30,17 @@ from store_anomaly_assets.db.analytics.writes import replace_range
 from store_anomaly_assets.db.frames import read_frame
 from store_anomaly_assets.defs.definitions import build_definitions
 from store_anomaly_assets.defs.resources import database_resources
-from store_anomaly_assets.demo import synthetic
+from store_anomaly_assets.demo import loaders, synthetic
 
 PROJECT = Path(__file__).resolve().parents[1]
 LATE_STORE, LATE_DAY = 1105, date(2026, 2, 10)
 TABLES = ("store_kpi_daily", "store_anomaly_scores", "store_health_scores",
           "store_anomaly_alerts")
+
+
+@pytest.fixture(autouse=True)
+def _backfilled(backfill: RunOutcome) -> None:
+    """Every test here starts from the backfilled chain, whatever ran before it."""
 
 
 def counts(engine: sa.Engine) -> dict[str, int]:
@@ -99,12 +105,12 @@ def test_late_records_are_picked_up_and_resolved_alerts_removed(
     with analytics_engine.begin() as conn:
         conn.exec_driver_sql(ACK_ONE.replace("<alert_id>", str(acked_id)))
 
-    synthetic.load_late_records(chain, source_engines)
+    loaders.load_late_records(chain, source_engines)
     assert run_cli("--date", str(LATE_DAY)) == 0
 
     kpi = frame(analytics_engine, "SELECT * FROM store_kpi_daily WHERE store_id = :s AND "
                 "metric_date = :d", s=LATE_STORE, d=LATE_DAY).row(0, named=True)
-    want = synthetic.expected_kpis(chain, include_late=True).filter(
+    want = expected_kpis(chain, include_late=True).filter(
         pl.col("store_id") == LATE_STORE, pl.col("metric_date") == LATE_DAY
     ).row(0, named=True)
     assert kpi["order_count"] == want["order_count"] > 0

@@ -28,10 +28,11 @@ import polars as pl
 import pymysql
 import pytest
 import sqlalchemy as sa
+from oracle import expected_kpis
 
 from store_anomaly_assets.config import setting_names
 from store_anomaly_assets.db.analytics.schema import ANALYTICS_TABLES
-from store_anomaly_assets.demo import synthetic
+from store_anomaly_assets.demo import loaders, synthetic
 
 pytestmark = pytest.mark.integration
 
@@ -322,7 +323,7 @@ def prod(chain: synthetic.SyntheticChain) -> Iterator[ProductionSetup]:
             engines.append(engine)
             return engine
 
-        synthetic.load_chain(chain, {p: root_engine(db) for p, db in SOURCE_DATABASES.items()},
+        loaders.load_chain(chain, {p: root_engine(db) for p, db in SOURCE_DATABASES.items()},
                              include_late=True)
         analytics = root_engine(ANALYTICS_DATABASE)
 
@@ -406,7 +407,7 @@ def test_backfill_writes_the_chain(
                 "order_count_db": pl.Int64}, orient="row",
     )
     operating = chain.shop_info.filter(pl.col("shop_status") == 1)["dept_id"].implode()
-    want = synthetic.expected_kpis(chain, include_late=True).filter(
+    want = expected_kpis(chain, include_late=True).filter(
         pl.col("store_id").is_in(operating))
     joined = want.join(got, on=["store_id", "metric_date"], how="full", coalesce=True)
     assert joined.height == want.height == got.height

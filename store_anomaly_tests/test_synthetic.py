@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from oracle import expected_kpis
 
 from store_anomaly_assets.db.sources.schema import (
     SOURCE_METADATA,
@@ -19,18 +20,15 @@ from store_anomaly_assets.db.sources.schema import (
     t_production_record,
     t_shop_info,
 )
+from store_anomaly_assets.demo.loaders import load_chain, load_late_records, write_ground_truth
 from store_anomaly_assets.demo.synthetic import (
     ANOMALY_KINDS,
     ChainSpec,
     SyntheticChain,
     default_chain,
-    expected_kpis,
     generate,
-    load_chain,
-    load_late_records,
     local_to_utc,
     utc_to_local,
-    write_ground_truth,
 )
 
 MARIADB_SERVER = "mysql+pymysql://root@127.0.0.1:3306/"

@@ -18,7 +18,7 @@ from store_anomaly_assets.db.analytics.acknowledgments import open_alerts
 from store_anomaly_assets.db.analytics.init_db import init_db
 from store_anomaly_assets.db.frames import read_frame
 from store_anomaly_assets.defs.resources import resolved_databases
-from store_anomaly_assets.demo import synthetic
+from store_anomaly_assets.demo import loaders, synthetic
 
 TOP_ALERTS = 10
 
@@ -42,7 +42,7 @@ def load_demo_chain(config: AppConfig, scale: float = 1.0,
         chain = synthetic.generate(spec)
     with render.status(f"Loading {chain.orders.height:,} orders and "
                        f"{chain.production.height:,} production records ...", quiet):
-        synthetic.load_chain(chain, source_engines(config), include_late=True)
+        loaders.load_chain(chain, source_engines(config), include_late=True)
     return chain
 
 
@@ -70,7 +70,7 @@ def run_demo(config: AppConfig, scale: float = 1.0, fresh: bool = False,
         render.say(f"Generating the demo chain ({len(spec.stores)} stores, "
                    f"{spec.start}..{spec.end}) into {data_dir} ...")
         chain = load_demo_chain(config, scale, quiet)
-        synthetic.write_ground_truth(chain, marker)
+        loaders.write_ground_truth(chain, marker)
         render.say(f"  {chain.orders.height:,} orders, {chain.production.height:,} production "
                    f"records, {chain.schedules.height:,} shifts, {chain.inspections.height} "
                    f"inspections in {time.perf_counter() - clock:.1f} s")

@@ -168,7 +168,7 @@ class RunLock(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         engine = self.analytics.engine()
-        run_id = context.run_id or "unknown"
+        run_id = context.run.run_id if context.run is not None else "unknown"
         start, end = _run_range(context.run)
         clock = time.perf_counter()
         try:
@@ -199,7 +199,7 @@ class RunLock(dg.ConfigurableResource):
     # -- releasing ------------------------------------------------------------------
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        run_id = context.run_id or "unknown"
+        run_id = context.run.run_id if context.run is not None else "unknown"
         try:
             engine = self.analytics.engine()
             self._log_unlogged_failures(engine, context.instance, run_id,

@@ -1,28 +1,24 @@
-"""A deterministic synthetic coffee chain and its loaders (DESIGN sections 3 and 6).
+"""A deterministic synthetic coffee chain (DESIGN sections 3 and 6).
 
 `generate` turns a `ChainSpec` into source rows shaped exactly like the reference
-schemas of `sources/schema.py`: stores in three US time zones, weekly seasonality,
+schemas of `db/sources/schema.py`: stores in three US time zones, weekly seasonality,
 a mild trend, openings with a ramp-up, a closed and a preparing store, holidays,
 late-arriving records and injected anomalies with a ground-truth list.
-`expected_kpis` is an independent reference computation of the daily KPIs that the
-tests compare the pipeline against; `load_chain` bulk-loads everything into the five
-source databases (MySQL/MariaDB or SQLite).
+`loaders.load_chain` bulk-loads it into the five source databases; the tests' oracle
+(store_anomaly_tests/oracle.py) computes its daily KPIs independently of the pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 import numpy as np
 import polars as pl
-import sqlalchemy as sa
 
 from store_anomaly_assets.db.frames import table_schema
 from store_anomaly_assets.db.sources.schema import (
-    SOURCE_METADATA,
     t_employee_schedule,
     t_inspection_record,
     t_order,
@@ -728,175 +724,3 @@ def generate(spec: ChainSpec) -> SyntheticChain:
 
 
 # ---------------------------------------------------------------------- reference KPIs
-
-
-def _with_local_date(df: pl.DataFrame, utc_col: str, zones: Mapping[int, str]) -> pl.DataFrame:
-    """Add `metric_date`: the store-local calendar day of a naive UTC column."""
-    parts = []
-    for tz in sorted(set(zones.values())):
-        ids = [d for d, z in zones.items() if z == tz]
-        part = df.filter(pl.col("dept_id").is_in(ids))
-        local_day = utc_to_local(part[utc_col], tz).dt.date().alias("metric_date")
-        parts.append(part.with_columns(local_day))
-    return pl.concat(parts) if parts else df.with_columns(metric_date=pl.lit(None, pl.Date))
-
-
-def expected_kpis(chain: SyntheticChain, include_late: bool = True) -> pl.DataFrame:
-    """Reference daily KPIs per store and store-local day, computed plainly from raw rows.
-
-    Counts and sums are 0 on a store-day with activity but none of that kind; means
-    (avg_production_seconds, inspection_score) are null then.
-    """
-    zones = dict(zip(chain.shop_info["dept_id"], chain.shop_info["time_zone"], strict=True))
-    orders, production = chain.orders, chain.production
-    if include_late:
-        orders = pl.concat([orders, chain.late_orders])
-        production = pl.concat([production, chain.late_production])
-    orders = _with_local_date(orders, "create_time", zones)
-    production = _with_local_date(production, "start_time", zones)
-    inspections = _with_local_date(chain.inspections, "inspection_time", zones)
-    schedules = chain.schedules.with_columns(metric_date=pl.col("work_date"))
-    key = ["dept_id", "metric_date"]
-
-    sales = (
-        orders.filter(pl.col("order_status") == 1)
-        .group_by(key)
-        .agg(revenue=pl.col("pay_amount").sum().round(2), order_count=pl.len())
-    )
-    prod = (
-        production.filter(pl.col("finish_time").is_not_null())
-        .group_by(key)
-        .agg(
-            production_count=pl.len(),
-            avg_production_seconds=(
-                (pl.col("finish_time") - pl.col("start_time")).dt.total_microseconds() / 1e6
-            ).mean(),
-        )
-    )
-    staff = schedules.group_by(key).agg(
-        scheduled_hours=pl.col("scheduled_hours").sum().round(2),
-        headcount=pl.col("employee_id").n_unique(),
-    )
-    quality = inspections.group_by(key).agg(
-        inspection_count=pl.len(), inspection_score=pl.col("total_score").mean()
-    )
-    activity = pl.concat([df.select(key) for df in (orders, production, schedules, inspections)])
-    out = activity.unique()
-    for part in (sales, prod, staff, quality):
-        out = out.join(part, on=key, how="left")
-    return (
-        out.with_columns(
-            pl.col("revenue").fill_null(0.0),
-            pl.col("order_count", "production_count", "headcount", "inspection_count")
-            .fill_null(0)
-            .cast(pl.Int64),
-            pl.col("scheduled_hours").fill_null(0.0),
-        )
-        .rename({"dept_id": "store_id"})
-        .select(
-            "store_id",
-            "metric_date",
-            "revenue",
-            "order_count",
-            "production_count",
-            "avg_production_seconds",
-            "scheduled_hours",
-            "headcount",
-            "inspection_count",
-            "inspection_score",
-        )
-        .sort("store_id", "metric_date")
-    )
-
-
-# ---------------------------------------------------------------------------- loading
-
-_CHUNK_ROWS = 20_000
-
-
-def create_source_schemas(engines: Mapping[str, sa.Engine]) -> None:
-    """Drop and create each prefix's source tables (`SOURCE_METADATA`) in its engine."""
-    for prefix, engine in engines.items():
-        if prefix not in SOURCE_METADATA:
-            raise KeyError(f"unknown source prefix {prefix!r}; expected {list(SOURCE_METADATA)}")
-        metadata = SOURCE_METADATA[prefix]
-        metadata.drop_all(engine)
-        metadata.create_all(engine)
-
-
-def _insert(engine: sa.Engine, table: sa.Table, df: pl.DataFrame) -> int:
-    """Bulk insert in chunks, in one transaction; returns the rows inserted.
-
-    On MySQL/MariaDB, PyMySQL rewrites executemany into multi-row INSERTs but escapes every
-    value in Python, which dominates the load: positional rows with datetimes pre-rendered
-    by polars halve that cost (about 17 s instead of 38 s for the full chain). Elsewhere
-    the Core insert with dicts keeps SQLAlchemy's type handling (SQLite needs datetimes).
-    """
-    if df.height == 0:
-        return 0
-    native = engine.dialect.name in ("mysql", "mariadb")
-    if native:
-        df = df.select([c.name for c in table.columns]).with_columns(
-            pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S"),
-            pl.col(pl.Date).dt.strftime("%Y-%m-%d"),
-        )
-        quote = engine.dialect.identifier_preparer.quote
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in df.columns)}) "
-            f"VALUES ({', '.join(['%s'] * df.width)})"
-        )
-    with engine.begin() as conn:
-        for offset in range(0, df.height, _CHUNK_ROWS):
-            chunk = df.slice(offset, _CHUNK_ROWS)
-            if native:
-                conn.exec_driver_sql(sql, chunk.rows())
-            else:
-                conn.execute(table.insert(), chunk.to_dicts())
-    return df.height
-
-
-def _engine(engines: Mapping[str, sa.Engine], prefix: str) -> sa.Engine:
-    try:
-        return engines[prefix]
-    except KeyError:
-        raise KeyError(f"no engine for source prefix {prefix!r}") from None
-
-
-def load_chain(
-    chain: SyntheticChain, engines: Mapping[str, sa.Engine], include_late: bool = False
-) -> dict[str, int]:
-    """(Re)create the five source schemas and load every table; returns rows per table."""
-    missing = [p for p in SOURCE_METADATA if p not in engines]
-    if missing:
-        raise KeyError(f"no engine for source prefixes {missing}")
-    create_source_schemas(engines)
-    orders, production = chain.orders, chain.production
-    if include_late:
-        orders = pl.concat([orders, chain.late_orders])
-        production = pl.concat([production, chain.late_production])
-    plan = (
-        ("OPSHOP_", t_shop_info, chain.shop_info),
-        ("SALESORDER_", t_order, orders),
-        ("OPPRODUCTION_", t_production_record, production),
-        ("OPEMPEFFICIENCY_", t_employee_schedule, chain.schedules),
-        ("OPQUALITYCONTROL_", t_inspection_record, chain.inspections),
-    )
-    return {table.name: _insert(_engine(engines, p), table, df) for p, table, df in plan}
-
-
-def load_late_records(chain: SyntheticChain, engines: Mapping[str, sa.Engine]) -> dict[str, int]:
-    """Insert the held-back orders and production records, as late-arriving rows."""
-    return {
-        t_order.name: _insert(_engine(engines, "SALESORDER_"), t_order, chain.late_orders),
-        t_production_record.name: _insert(
-            _engine(engines, "OPPRODUCTION_"), t_production_record, chain.late_production
-        ),
-    }
-
-
-def write_ground_truth(chain: SyntheticChain, path: Path) -> Path:
-    """Write the ground-truth anomaly list as CSV (parent directories are created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    chain.ground_truth.write_csv(path)
-    return path
