@@ -336,8 +336,7 @@ def test_load_into_sqlite(chain: SyntheticChain, tmp_path) -> None:
 
 
 @pytest.fixture
-def mariadb_engine():
-    server = sa.create_engine(MARIADB_SERVER)
+def mariadb_engine(server: sa.Engine):
     with server.begin() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS {MARIADB_DB}")
     engine = sa.create_engine(f"{MARIADB_SERVER}{MARIADB_DB}")
@@ -347,7 +346,6 @@ def mariadb_engine():
         engine.dispose()
         with server.begin() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {MARIADB_DB}")
-        server.dispose()
 
 
 def test_load_into_mariadb(chain: SyntheticChain, mariadb_engine: sa.Engine) -> None:
