@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import load_dotenv
 from pydantic import (
     Field,
     SecretStr,
@@ -215,8 +216,13 @@ def _database(prefix: str) -> type[DatabaseSettings]:
 def load_config(env_file: str | Path | None = ".env", **overrides: object) -> AppConfig:
     """Read and validate every setting once; a bad value raises SettingsError naming it.
 
-    `overrides` replace individual settings (tests, benchmarks), by field name.
+    `overrides` replace individual settings (tests, benchmarks), by field name. The `.env`
+    file's values also go into the process environment (without replacing what is set):
+    Dagster resolves passwords as `EnvVar`s from there, so a password kept only in `.env`
+    works for runs as it does here.
     """
+    if env_file is not None and Path(env_file).is_file():
+        load_dotenv(env_file, override=False)
     databases = {}
     for prefix in DATABASES:
         try:

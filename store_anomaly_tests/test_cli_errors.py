@@ -319,6 +319,25 @@ def test_an_account_with_a_password_works_and_is_never_shown(databases, workdir)
         assert PASSWORD not in output and quote_plus(PASSWORD) not in output
 
 
+def test_a_password_kept_only_in_dot_env_reaches_every_connection(databases, workdir) -> None:
+    """The README's set-up: the six databases in `.env` in the working directory."""
+    env = environment(workdir)
+    lines = [f"{prefix}{key}={value}" for prefix, name in DATABASES.items()
+             for key, value in (("HOST", "127.0.0.1"), ("PORT", "3306"), ("USER", USER),
+                                ("PASS", PASSWORD), ("DB", name))]
+    (workdir / ".env").write_text("\n".join(lines) + "\n")
+    doctor = cli(workdir, env, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert doctor.stdout.count("OK ") == 6 and PASSWORD not in doctor.stdout
+    # A Dagster run resolves the passwords as EnvVars: it gets as far as the sources, and
+    # fails only on this module's missing t_order.
+    run = cli(workdir, env, "run", "--date", DAY)
+    last = run.stderr.strip().splitlines()[-1]
+    assert run.returncode == 1 and "t_order" in last, run.stderr[-2000:]
+    assert "EnvVar" not in run.stderr and "Access denied" not in run.stderr
+    assert PASSWORD not in run.stdout + run.stderr
+
+
 def test_the_cli_exits_normally_without_os_exit(workdir) -> None:
     """The console script ends through sys.exit, so atexit handlers and buffers run."""
     code = ("import atexit, sys; atexit.register(lambda: print('atexit ran', flush=True)); "

@@ -148,6 +148,29 @@ def test_a_rerun_after_bulk_acknowledgment_keeps_every_acknowledgment(
     assert set(still["id"]) == set(acked["id"])
 
 
+def test_a_failed_extract_write_is_logged_with_its_cause(
+    analytics_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A failure outside the project's logged steps (the IO manager's write) still leaves
+    a FAILED row with the cause, and the run's closing step-11 row."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "extracts").write_text("a file where the extract folder should be")
+    monkeypatch.setenv("STORE_ANOMALY_DATA_DIR", str(data_dir))
+    assert run_cli("--date", "2026-01-07") == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "extracts" in last, last
+    run_id = frame(analytics_engine, "SELECT run_id FROM store_anomaly_pipeline_log "
+                   "ORDER BY id DESC LIMIT 1")["run_id"][0]
+    failed = frame(analytics_engine,
+                   "SELECT step_number, error_message FROM store_anomaly_pipeline_log "
+                   "WHERE run_id = :r AND status = 'FAILED' ORDER BY step_number", r=run_id)
+    steps = failed["step_number"].to_list()
+    assert steps[-1] == 11 and any(1 <= step <= 5 for step in steps[:-1]), failed
+    assert "extracts" in failed["error_message"][0]
+
+
 def test_failed_step_is_logged_without_the_password(
     analytics_engine: sa.Engine, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

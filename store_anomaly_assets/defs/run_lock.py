@@ -39,6 +39,8 @@ from store_anomaly_assets.db.analytics.schema import store_anomaly_run_lock as h
 from store_anomaly_assets.defs.partitions import tag_range
 from store_anomaly_assets.defs.resources import Database
 
+_LOCK_WAIT_SLICE = 30  # seconds
+
 
 class RunLockTimeout(RuntimeError):
     """Another run held the lock for longer than the run was willing to wait."""
@@ -122,9 +124,17 @@ class RunLock(dg.ConfigurableResource):
     # -- acquiring ------------------------------------------------------------------
 
     def _try_server_lock(self, conn: sa.Connection, timeout: int) -> bool:
-        got = conn.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
-                           {"name": self.lock_name, "timeout": timeout}).scalar()
-        return got == 1
+        # Wait in short slices: one long GET_LOCK would outlast the connection's read
+        # timeout (DB_READ_TIMEOUT_SECONDS) and end as a lost connection, not a clear wait.
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = int(max(0, min(_LOCK_WAIT_SLICE, deadline - time.monotonic())))
+            got = conn.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
+                               {"name": self.lock_name, "timeout": wait}).scalar()
+            if got == 1:
+                return True
+            if time.monotonic() >= deadline:
+                return False
 
     def _try_file_lock(self, handle: IO, timeout: int) -> bool:
         deadline = time.monotonic() + timeout
