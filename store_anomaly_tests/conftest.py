@@ -23,7 +23,7 @@ from store_anomaly_assets.cli import RunOutcome, run_pipeline
 from store_anomaly_assets.config import AppConfig, load_config
 from store_anomaly_assets.db.analytics.init_db import init_db
 from store_anomaly_assets.db.analytics.schema import ANALYTICS_TABLES
-from store_anomaly_assets.db.engines import create_engine
+from store_anomaly_assets.db.engines import create_engine, dispose_engines
 from store_anomaly_assets.demo import loaders, synthetic
 from store_anomaly_assets.event_log import sqlite_instance_config
 
@@ -69,15 +69,26 @@ def database_url(name: str) -> sa.URL:
 
 
 @pytest.fixture(scope="session")
-def server() -> sa.Engine:
-    """The MariaDB server; a test run without it fails loudly rather than skipping."""
+def server() -> Iterator[sa.Engine]:
+    """The MariaDB server; a test run without it fails loudly rather than skipping.
+
+    At the end of the session it drops the `sat*` databases the tests created (the
+    analytics tables stay in `test`, the server's own database).
+    """
     engine = sa.create_engine(MARIADB)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
         pytest.fail(f"MariaDB is not reachable on 127.0.0.1:3306 ({exc.orig}); start it first")
-    return engine
+    yield engine
+    dispose_engines()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET SESSION lock_wait_timeout = 10")
+        created = conn.exec_driver_sql("SHOW DATABASES LIKE 'sat%%'").scalars().all()
+        for name in created:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+    engine.dispose()
 
 
 def recreate_database(server: sa.Engine, name: str) -> None:
