@@ -185,9 +185,6 @@ class AppConfig(BaseSettings, SpcSettings):
             return self.daily_schedule_enabled
         return not self.embedded
 
-    def database(self, prefix: str) -> DatabaseSettings:
-        return self.databases[prefix]
-
     def database_name(self, prefix: str) -> str:
         return self.databases[prefix].db or DATABASES[prefix][1]
 

@@ -28,7 +28,12 @@ except ModuleNotFoundError:  # pragma: no cover - an older Typer, on the click p
     from click.exceptions import BadParameter, ClickException, MissingParameter, UsageError
 
 from store_anomaly_assets.config import DATABASES, SettingsError
-from store_anomaly_assets.db.engines import DatabaseError, DatabaseMissingError
+from store_anomaly_assets.db.engines import (
+    NO_SESSION,
+    DatabaseError,
+    DatabaseMissingError,
+    driver_error,
+)
 from store_anomaly_assets.defs.resources import Database
 
 
@@ -78,9 +83,6 @@ def require_tables(db: Database, engine: sa.Engine, tables: Collection[str]) -> 
                        "init-db` (or `store-anomaly demo` for the embedded demo)")
 
 
-# MySQL/MariaDB errors that mean no session was established: the server is down or
-# unreachable, the session dropped, or the account or database was refused.
-CONNECTION_ERRORS = frozenset({1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013})
 _TABLE_IN_MESSAGE = re.compile(r"(?:Table '(?:[^'.]+\.)?([^']+)'|no such table: (\w+))")
 _TABLE_IN_STATEMENT = re.compile(
     r"\b(?:FROM|JOIN|UPDATE|INTO)\s+[`\"]?(?:\w+[`\"]?\.[`\"]?)?(\w+)", re.IGNORECASE
@@ -93,12 +95,8 @@ def database_error_message(error: sa.exc.DBAPIError, where: str) -> str:
     A missing table or column (1146, 1054) is a schema problem in a reachable database,
     never "cannot connect"; the line names the table and the database.
     """
-    orig = error.orig
-    args = getattr(orig, "args", ())
-    code = args[0] if args and isinstance(args[0], int) else None
-    reason = str(args[1] if code is not None and len(args) > 1 else orig).strip()
-    reason = reason.splitlines()[0] if reason else type(orig).__name__
-    if code in CONNECTION_ERRORS or (code is None and "unable to open database" in reason):
+    code, reason = driver_error(error)
+    if code in NO_SESSION or (code is None and "unable to open database" in reason):
         return f"cannot connect to {where}: {reason}"
     found = _TABLE_IN_MESSAGE.search(reason) or _TABLE_IN_STATEMENT.search(error.statement or "")
     table = next((g for g in found.groups() if g), None) if found else None

@@ -71,25 +71,33 @@ def mysql_url(host: str, port: int, user: str, password: str, database: str) -> 
                          port=port, database=database, query={"charset": "utf8mb4"})
 
 
-# MySQL client errors that mean the server could not be reached.
-_UNREACHABLE = {2002, 2003, 2005, 2006}
-_LOST = 2013
+# MySQL/MariaDB errors that mean no session: the server could not be reached, the
+# session was lost (a read timeout among them), or the account or database was refused.
+UNREACHABLE = frozenset({2002, 2003, 2005, 2006})
+LOST = 2013
+REFUSED = frozenset({1044, 1045, 1049})
+NO_SESSION = UNREACHABLE | REFUSED | {LOST}
+
+
+def driver_error(exc: BaseException) -> tuple[int | None, str]:
+    """The driver's error code (None when it has none) and the first line of its reason."""
+    orig = getattr(exc, "orig", exc)
+    args = getattr(orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    reason = str(args[1] if code is not None and len(args) > 1 else orig).strip()
+    return code, reason.splitlines()[0] if reason else type(orig).__name__
 
 
 def explain(exc: BaseException, database: str, where: str, secret: str,
             connect_timeout: int, read_timeout: int) -> DatabaseError:
     """`exc` as one line naming the database; a timeout says which setting to raise."""
-    orig = getattr(exc, "orig", exc)
-    args = getattr(orig, "args", ())
-    code = args[0] if args and isinstance(args[0], int) else None
-    reason = str(args[1] if code is not None and len(args) > 1 else orig).strip()
+    code, reason = driver_error(exc)
     if secret:
         reason = reason.replace(secret, "***")
-    reason = reason.splitlines()[0] if reason else type(orig).__name__
-    if code == _LOST or "timed out" in reason:
+    if code == LOST or "timed out" in reason:
         return DatabaseError(f"database {database} ({where}) did not answer within "
                              f"{read_timeout} s (DB_READ_TIMEOUT_SECONDS): {reason}")
-    if code in _UNREACHABLE:
+    if code in UNREACHABLE:
         return DatabaseError(f"cannot reach database {database} ({where}) within "
                              f"{connect_timeout} s (DB_CONNECT_TIMEOUT_SECONDS): {reason}")
     return DatabaseError(f"database {database} ({where}): {reason}")
