@@ -18,7 +18,7 @@ byte-compile the package (`compile_package`).
 
 1. bare aggregates: the five queries the extraction step sends (store master, hourly
    sales / production / quality, daily staffing) with the pipeline's own parameters
-   (`_hourly_params`, the staffing date bounds), run as `conn.execute(q, p).fetchall()` on
+   (`bucket_groups`, the staffing date bounds), run as `conn.execute(q, p).fetchall()` on
    the pipeline's read-only engines. Only execute + fetch is timed (the connection is
    checked out first): this is the floor any implementation pays to read the sources.
    Measured for the backfill range and, for the daily ratio, the daily range.
@@ -415,17 +415,22 @@ def extraction_queries(stores: pl.DataFrame, start: date, end: date) -> list[Que
     """The queries of steps 1-5 with the parameters `extract_*` would bind for start..end."""
     import polars as pl
 
+    from store_anomaly_assets.core.quality import DataQualitySettings
     from store_anomaly_assets.db.sources import extraction as ex
 
     active = stores.filter(pl.col("is_active"))
-    hourly = ex._hourly_params(active, start, end)  # the same helper extract_* call
+    # The same helper extract_* call; the benchmark chain's zones are whole hours.
+    [(width, hourly)] = ex.bucket_groups(active, start, end)
+    limits = DataQualitySettings()
     daily = {"store_ids": active["store_id"].to_list(), "date_lo": start, "date_hi": end}
     return [
         Query("store_master", "opshop", ex.store_master_query(), {}),
-        Query("sales", "sales_order", ex.sales_query(), hourly),
-        Query("production", "opproduction", ex.production_query(), hourly),
+        Query("sales", "sales_order", ex.sales_query(width),
+              {**hourly, "max_order_amount": limits.max_order_amount}),
+        Query("production", "opproduction", ex.production_query(width),
+              {**hourly, "max_production_seconds": limits.max_production_seconds}),
         Query("staffing", "opempefficiency", ex.staffing_query(), daily),
-        Query("quality", "opqualitycontrol", ex.quality_query(), hourly),
+        Query("quality", "opqualitycontrol", ex.quality_query(width), hourly),
     ]
 
 

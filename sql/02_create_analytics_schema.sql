@@ -103,6 +103,26 @@ CREATE TABLE IF NOT EXISTS store_anomaly_alerts (
     KEY idx_alerts_open (acknowledged, severity)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+-- Data-quality findings per store-day and source: rows left out of the KPIs (WARN), a
+-- source missing on a day the store traded (ERROR: its KPIs are NULL), closures (WARN),
+-- and deliberate rewrites over the gate. store_id is NULL for a whole-source finding.
+CREATE TABLE IF NOT EXISTS store_data_quality (
+    id            BIGINT      NOT NULL AUTO_INCREMENT,
+    run_id        VARCHAR(64) NULL,
+    store_id      BIGINT      NULL,
+    metric_date   DATE        NOT NULL,
+    source        VARCHAR(32) NOT NULL,
+    check_name    VARCHAR(64) NOT NULL,
+    severity      VARCHAR(8)  NOT NULL,
+    rows_affected INT         NULL,
+    detail        TEXT        NULL,
+    detail_zh     TEXT        NULL,
+    updated_at    DATETIME    NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY uq_quality_store_date_source_check (store_id, metric_date, source, check_name),
+    KEY idx_quality_metric_date (metric_date)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
 CREATE TABLE IF NOT EXISTS store_anomaly_pipeline_log (
     id               BIGINT       NOT NULL AUTO_INCREMENT,
     run_id           VARCHAR(64)  NOT NULL,

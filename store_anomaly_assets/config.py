@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from store_anomaly_assets.core.quality import DataQualitySettings
 from store_anomaly_assets.core.settings import SpcSettings
 
 # The six databases, keyed by the guide's environment prefixes: the Dagster resource key
@@ -127,8 +128,9 @@ def _store_ids(value: object) -> object:
     return tuple(sorted({int(p) for p in parts}))
 
 
-class AppConfig(BaseSettings, SpcSettings):
-    """The product's settings: SPC (inherited), partitions, storage, timeouts, logging."""
+class AppConfig(BaseSettings, SpcSettings, DataQualitySettings):
+    """The product's settings: SPC and data quality (inherited), partitions, storage,
+    timeouts, logging."""
 
     model_config = _env()
 

@@ -153,7 +153,8 @@ def fake_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """`run` without Dagster: records the log level the run would get."""
     levels: list[str] = []
 
-    def run_pipeline(config, start, end, instance=None, log_level="INFO", progress=None):
+    def run_pipeline(config, start, end, instance=None, log_level="INFO", progress=None,
+                     accept_source_gaps=False):
         levels.append(log_level)
         return RunOutcome("fake-run", True, None)
 

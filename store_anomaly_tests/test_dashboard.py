@@ -49,9 +49,10 @@ ANALYTICS_TABLES = (
     "store_anomaly_scores",
     "store_health_scores",
     "store_anomaly_alerts",
+    "store_data_quality",
     "store_anomaly_pipeline_log",
 )
-PER_STORE_TABLES = ANALYTICS_TABLES[:4]
+PER_STORE_TABLES = ANALYTICS_TABLES[:5]
 METRICS = (
     "revenue",
     "order_count",
@@ -73,7 +74,7 @@ HEALTH_STATUS_COLORS = {
 
 # Panel ids in the dashboard JSON (stable: the tests and links rely on them).
 HEALTH_GRID, HEALTH_TREND, CONTROL_CHART, OPEN_ALERTS = 1, 2, 3, 4
-ALERTS_PER_DAY, LATEST_RUN, FAILED_STEPS, FRESHNESS = 5, 6, 7, 8
+ALERTS_PER_DAY, LATEST_RUN, FAILED_STEPS, FRESHNESS, DATA_QUALITY = 5, 6, 7, 8, 9
 PANEL_TYPES = {
     HEALTH_GRID: "state-timeline",
     HEALTH_TREND: "timeseries",
@@ -83,6 +84,7 @@ PANEL_TYPES = {
     LATEST_RUN: "table",
     FAILED_STEPS: "table",
     FRESHNESS: "table",
+    DATA_QUALITY: "table",
 }
 TIME_SERIES_TYPES = {"timeseries", "state-timeline"}
 DAILY_PANELS = {HEALTH_GRID, HEALTH_TREND, CONTROL_CHART, ALERTS_PER_DAY}
@@ -103,6 +105,8 @@ PROBES = {
     FAILED_STEPS: "SELECT COUNT(*) FROM store_anomaly_pipeline_log "
     "WHERE status = 'FAILED' AND run_date >= DATE_SUB(CURDATE(), INTERVAL 7 DAY)",
     FRESHNESS: "SELECT COUNT(*) FROM store_kpi_daily WHERE store_id IN ($store)",
+    DATA_QUALITY: "SELECT COUNT(*) FROM store_data_quality "
+    "WHERE $__timeFilter(metric_date) AND (store_id IN ($store) OR store_id IS NULL)",
 }
 
 # MySQL 8.0's default sql_mode: MariaDB accepts it, so queries are held to MySQL 8's rules.
@@ -513,7 +517,7 @@ def test_dashboard_provider_puts_the_dashboard_in_ai_analytics():
     assert provider["options"]["path"]
 
 
-def test_readonly_user_gets_select_on_exactly_the_five_tables():
+def test_readonly_user_gets_select_on_exactly_the_six_tables():
     text = READONLY_SQL.read_text(encoding="utf-8")
     statements = [_flat(s) for s in re.sub(r"--[^\n]*", "", text).split(";") if s.strip()]
     create = [s for s in statements if s.upper().startswith("CREATE USER")]
@@ -527,8 +531,8 @@ def test_readonly_user_gets_select_on_exactly_the_five_tables():
         match = re.fullmatch(r"GRANT SELECT ON test\.(\w+) TO 'grafana_ro'@'[^']+'", grant)
         assert match, grant
         granted.add(match.group(1))
-    assert granted == set(ANALYTICS_TABLES) and len(grants) == 5
-    assert len(statements) == 6
+    assert granted == set(ANALYTICS_TABLES) and len(grants) == 6
+    assert len(statements) == 7
 
 
 # ------------------------------------------------------------------------ macro expansion
@@ -822,6 +826,10 @@ def _check_table(
         dates = [r["latest_date"] for r in record]
         assert dates == sorted(dates)
         assert {str(r["store_id"]) for r in record} <= set(stores)
+    elif panel_id == DATA_QUALITY:
+        assert columns[:5] == ["metric_date", "source", "check_name", "errors", "warnings"]
+        dates = [r["metric_date"] for r in record]
+        assert dates == sorted(dates, reverse=True)
 
 
 @pytest.mark.parametrize("selection", ["single", "multi", "all"])

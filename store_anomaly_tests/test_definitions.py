@@ -23,7 +23,7 @@ daily_store_anomaly_schedule = defs.get_schedule_def("daily_store_anomaly_schedu
 def test_every_partitioned_asset_backfills_in_a_single_run() -> None:
     graph = defs.resolve_asset_graph()
     partitioned = [node for node in graph.asset_nodes if node.partitions_def is not None]
-    assert len(partitioned) == 8  # four extracts, four analytics tables
+    assert len(partitioned) == 9  # four extracts, five analytics tables
     for node in partitioned:
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), node.key
         assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition)
@@ -34,8 +34,8 @@ def test_every_partitioned_asset_backfills_in_a_single_run() -> None:
 def test_every_analytics_table_has_a_check() -> None:
     graph = defs.resolve_asset_graph()
     checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
-    assert {"store_kpi_daily", "store_anomaly_scores", "store_health_scores",
-            "store_anomaly_alerts"} <= checked
+    assert {"store_data_quality", "store_kpi_daily", "store_anomaly_scores",
+            "store_health_scores", "store_anomaly_alerts"} <= checked
 
 
 def test_daily_schedule_requests_one_ranged_run_with_lookback() -> None:

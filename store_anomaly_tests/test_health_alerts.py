@@ -451,7 +451,7 @@ def test_scored_kpis_to_alerts_and_health() -> None:
 # ---------------------------------------------------------------------------- KPIs
 
 
-def test_build_kpis_zero_fill_and_ratios() -> None:
+def test_build_kpis_unknown_sources_and_ratios() -> None:
     d = [MONDAY + timedelta(days=i) for i in range(6)]
     stores = pl.DataFrame({"store_id": [1, 2, 3], "store_name": ["One", "Two", "Three"],
                            "is_active": [True, False, True]})
@@ -489,17 +489,17 @@ def test_build_kpis_zero_fill_and_ratios() -> None:
     assert full["production_per_labor_hour"] == 5.25
     assert (full["inspection_count"], full["inspection_score"]) == (1, 88.0)
 
-    # Production and shifts but no orders: sales are zero, not unknown; AOV has no orders.
+    # Production and shifts but no orders: a missing export, so sales are unknown, not 0.
     no_sales = rows[(1, d[1])]
-    assert (no_sales["revenue"], no_sales["order_count"], no_sales["aov"]) == (0.0, 0, None)
-    assert no_sales["orders_per_labor_hour"] == 0.0
-    assert no_sales["revenue_per_labor_hour"] == 0.0
+    assert (no_sales["revenue"], no_sales["order_count"], no_sales["aov"]) == (None, None, None)
+    assert no_sales["orders_per_labor_hour"] is None
+    assert no_sales["revenue_per_labor_hour"] is None
     assert no_sales["production_per_labor_hour"] == 2.5
     assert no_sales["inspection_count"] == 0 and no_sales["inspection_score"] is None
 
-    # Orders but no production or shifts: production zero, labor ratios unknown.
+    # Orders but no production or shifts: production and labor unknown.
     no_staff = rows[(1, d[2])]
-    assert (no_staff["production_count"], no_staff["avg_production_seconds"]) == (0, None)
+    assert (no_staff["production_count"], no_staff["avg_production_seconds"]) == (None, None)
     assert no_staff["aov"] == 5.0
     assert no_staff["scheduled_hours"] is None and no_staff["headcount"] is None
     assert no_staff["orders_per_labor_hour"] is None
@@ -512,7 +512,7 @@ def test_build_kpis_zero_fill_and_ratios() -> None:
     assert zero_hours["orders_per_labor_hour"] is None
     assert zero_hours["revenue_per_labor_hour"] is None
     assert zero_hours["production_per_labor_hour"] is None
-    assert (zero_hours["revenue"], zero_hours["order_count"]) == (0.0, 0)
+    assert (zero_hours["revenue"], zero_hours["order_count"]) == (None, None)
 
     # Only an inspection: operational values stay unknown.
     inspection_only = rows[(1, d[4])]
@@ -521,8 +521,8 @@ def test_build_kpis_zero_fill_and_ratios() -> None:
                 "revenue_per_labor_hour", "production_per_labor_hour"):
         assert inspection_only[col] is None, col
     assert (inspection_only["inspection_count"], inspection_only["inspection_score"]) == (2, 71.5)
-    assert rows[(3, d[5])]["revenue"] is None and rows[(3, d[3])]["revenue"] == 0.0
-    assert rows[(3, d[3])]["production_count"] == 0
+    assert rows[(3, d[5])]["revenue"] is None and rows[(3, d[3])]["revenue"] is None
+    assert rows[(3, d[3])]["production_count"] is None
 
 
 def test_build_kpis_feeds_scoring() -> None:
@@ -542,8 +542,7 @@ def test_build_kpis_feeds_scoring() -> None:
                           "revenue": [100.0, 120.0], "order_count": [10, 12]},
                          schema_overrides={"order_count": pl.Int64})
     got = kpis.build_kpis(stores, sales, **empty)
-    assert got["production_count"].to_list() == [0, 0]
+    assert got["production_count"].to_list() == [None, None]
     assert got["aov"].to_list() == [10.0, 10.0]
     long = spc.to_long(got)
-    assert sorted(set(long["metric_name"])) == ["aov", "order_count", "production_count",
-                                                "revenue"]
+    assert sorted(set(long["metric_name"])) == ["aov", "order_count", "revenue"]

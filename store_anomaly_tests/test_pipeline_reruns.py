@@ -91,19 +91,27 @@ def test_acknowledgment_survives_a_recompute(analytics_engine: sa.Engine) -> Non
     assert row["ack_note"] == "checked the POS" and row["acknowledged_at"] is not None
 
 
-def test_late_records_are_picked_up_and_resolved_alerts_removed(
+def test_late_records_fill_a_missing_export(
     analytics_engine: sa.Engine,
     source_engines: dict[str, sa.Engine],
     chain: synthetic.SyntheticChain,
 ) -> None:
-    # With every order of the day held back, the day looks like a collapse.
-    before = frame(analytics_engine,
-                   "SELECT id, metric_name FROM store_anomaly_alerts WHERE store_id = :s "
-                   "AND alert_date = :d", s=LATE_STORE, d=LATE_DAY)
-    assert "revenue" in before["metric_name"].to_list()
-    acked_id = before.filter(pl.col("metric_name") == "revenue")["id"][0]
-    with analytics_engine.begin() as conn:
-        conn.exec_driver_sql(ACK_ONE.replace("<alert_id>", str(acked_id)))
+    # Every order and drink of the day is held back while the shifts are there: a missing
+    # export, so the day's sales and production are unknown and nobody is paged.
+    def day_findings() -> list[tuple]:
+        return frame(analytics_engine,
+                     "SELECT source, severity FROM store_data_quality WHERE store_id = :s "
+                     "AND metric_date = :d ORDER BY source", s=LATE_STORE, d=LATE_DAY).rows()
+
+    before = frame(analytics_engine, "SELECT revenue, production_count, scheduled_hours "
+                   "FROM store_kpi_daily WHERE store_id = :s AND metric_date = :d",
+                   s=LATE_STORE, d=LATE_DAY).row(0, named=True)
+    assert before["revenue"] is None and before["production_count"] is None
+    assert before["scheduled_hours"] > 0
+    assert day_findings() == [("opproduction", "ERROR"), ("salesorder", "ERROR")]
+    alerts = frame(analytics_engine, "SELECT metric_name FROM store_anomaly_alerts WHERE "
+                   "store_id = :s AND alert_date = :d", s=LATE_STORE, d=LATE_DAY)
+    assert not {"revenue", "order_count", "production_count"} & set(alerts["metric_name"])
 
     loaders.load_late_records(chain, source_engines)
     assert run_cli("--date", str(LATE_DAY)) == 0
@@ -115,12 +123,8 @@ def test_late_records_are_picked_up_and_resolved_alerts_removed(
     ).row(0, named=True)
     assert kpi["order_count"] == want["order_count"] > 0
     assert float(kpi["revenue"]) == pytest.approx(want["revenue"], abs=0.001)
-    after = frame(analytics_engine,
-                  "SELECT id, metric_name, acknowledged FROM store_anomaly_alerts "
-                  "WHERE store_id = :s AND alert_date = :d", s=LATE_STORE, d=LATE_DAY)
-    # The unacknowledged alerts whose condition is gone are removed; the acknowledged
-    # one is user data and stays.
-    assert after["id"].to_list() == [acked_id]
+    assert kpi["production_count"] == want["production_count"] > 0
+    assert day_findings() == []
 
 
 def test_guide_maintenance_sql_runs_verbatim(analytics_engine: sa.Engine) -> None:

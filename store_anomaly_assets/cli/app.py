@@ -136,6 +136,10 @@ def run(
     backfill_to: Annotated[date | None, typer.Option(
         parser=parse_date, metavar="YYYY-MM-DD", help="Last business day of a backfill.")
     ] = None,
+    accept_source_gaps: Annotated[bool, typer.Option(
+        "--accept-source-gaps",
+        help="Write even when a source lost rows the analytics tables hold (a deliberate "
+        "rewrite; recorded in store_data_quality).")] = False,
 ) -> int:
     check_run_arguments(day, backfill_from, backfill_to)
     config = configured(ctx)
@@ -146,7 +150,10 @@ def run(
                f"({(end - start).days + 1} business day(s), one Dagster run)...")
     with render.step_progress("Running", _options(ctx).quiet) as progress:
         outcome = run_pipeline(config, start, end, log_level=config.log_level,
-                               progress=progress)
+                               progress=progress, accept_source_gaps=accept_source_gaps)
+    if outcome.refused:
+        raise CliError(f"run {outcome.run_id} refused by the data-quality gate: "
+                       f"{outcome.error}")
     if not outcome.success:
         raise RunFailed(f"run {outcome.run_id} failed: {outcome.error}")
     render.say(f"Run {outcome.run_id} succeeded.")

@@ -58,6 +58,12 @@ class RunOutcome:
     run_id: str
     success: bool
     error: str | None
+    # The data-quality gate stopped the run (bad input, not a failure): `error` is its
+    # message.
+    refused: bool = False
+
+
+_GATE_ERROR = "SourceGapError: "
 
 
 _STEP_ENDS = frozenset({dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE,
@@ -89,11 +95,14 @@ def run_pipeline(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
     progress: StepProgress | None = None,
+    accept_source_gaps: bool = False,
 ) -> RunOutcome:
     """Materialize the whole graph for start..end in one Dagster run.
 
     `progress`, when given, hears each step start and end as the run goes.
+    `accept_source_gaps` writes over the data-quality gate (a deliberate rewrite).
     """
+    from store_anomaly_assets.defs.assets.analytics import ACCEPT_SOURCE_GAPS_TAG
     from store_anomaly_assets.defs.definitions import build_definitions
     from store_anomaly_assets.defs.partitions import range_tags
 
@@ -109,11 +118,14 @@ def run_pipeline(
         result = job.execute_in_process(
             instance=instance,
             run_id=run_id,
-            tags={**range_tags(start, end), "store_anomaly/trigger": "cli"},
+            tags={**range_tags(start, end), "store_anomaly/trigger": "cli",
+                  **({ACCEPT_SOURCE_GAPS_TAG: "true"} if accept_source_gaps else {})},
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             raise_on_error=False,
         )
     error = None if result.success else run_failure_cause(result.all_events)
+    if error is not None and _GATE_ERROR in error:
+        return RunOutcome(result.run_id, False, error.split(_GATE_ERROR, 1)[1], refused=True)
     return RunOutcome(result.run_id, result.success, error)
 
 
@@ -159,9 +171,10 @@ def run_range(config: AppConfig, day: date | None, first: date | None,
 
 def validate_run(config: AppConfig, start: date, end: date) -> None:
     """Refuse a run before it starts: a range outside the partitions, a missing analytics
-    table, an unusable store master (missing table or column, unknown ACTIVE_STORES)."""
+    table, an unusable store master (missing table or column, unknown ACTIVE_STORES, no
+    active store)."""
     from store_anomaly_assets.db.analytics.schema import metadata
-    from store_anomaly_assets.db.sources.extraction import load_store_master
+    from store_anomaly_assets.db.sources.extraction import load_store_master, require_stores
     from store_anomaly_assets.defs.partitions import validate_range
 
     try:
@@ -173,7 +186,8 @@ def validate_run(config: AppConfig, start: date, end: date) -> None:
         require_tables(databases["analytics"], engine, metadata.tables)
     with on_database(databases["opshop"]) as engine:
         try:
-            load_store_master(engine, config.active_stores)
+            require_stores(load_store_master(engine, config.active_stores),
+                           databases["opshop"].describe())
         except ValueError as exc:
             raise CliError(str(exc)) from None
 

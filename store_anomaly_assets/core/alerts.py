@@ -234,12 +234,33 @@ def impact_expr(settings: SpcSettings) -> pl.Expr:
     return pl.max_horizontal(usd, pl.lit(0.0)).round(2)
 
 
-def build_alerts(scores: pl.DataFrame, settings: SpcSettings | None = None) -> pl.DataFrame:
+def data_issue_notes(findings: pl.DataFrame) -> pl.DataFrame:
+    """Per store-day, what its ERROR data-quality findings say, in both languages.
+
+    The guide's investigation starts with "is the data correct?": an alert on such a
+    day answers it in its own text.
+    """
+    return findings.filter(pl.col("severity") == "ERROR").drop_nulls("store_id").group_by(
+        "store_id", "metric_date").agg(
+        data_issue_en=pl.format(" Possible data issue: {}.",
+                                pl.col("detail").sort().str.join("; ")),
+        data_issue_zh=pl.format("可能存在数据问题：{}。",
+                                pl.col("detail_zh").sort().str.join("；")),
+    )
+
+
+def build_alerts(
+    scores: pl.DataFrame,
+    settings: SpcSettings | None = None,
+    findings: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Alerts from scored rows (with `eligible`); only rows with a severity alert.
 
     With `settings` every alert carries an estimated `impact_usd` (`impact_expr`) and
     the alerts of a day are ordered by severity, then impact; without them only revenue
     alerts carry one (the original contract, kept for callers that pass no settings).
+    `findings` (store_data_quality rows) add a data-issue note to the descriptions of
+    the store-days with an ERROR finding.
     """
     day_metric = ["metric_date", "metric_name"]
     scored = (pl.col("z_score").is_not_null()) | (
@@ -277,12 +298,21 @@ def build_alerts(scores: pl.DataFrame, settings: SpcSettings | None = None) -> p
         EVENT_ACTION if (r or "").startswith(EVENT_PREFIX) else recommend(s, m)
         for s, m, r in alerts.select("severity", "metric_name", "rules_violated").iter_rows()
     ]
-    return alerts.with_columns(
+    alerts = alerts.with_columns(
         description_en=pl.Series([t[0] for t in texts], dtype=pl.String),
         description_zh=pl.Series([t[1] for t in texts], dtype=pl.String),
         recommended_action=pl.Series([a[0] for a in actions], dtype=pl.String),
         recommended_action_zh=pl.Series([a[1] for a in actions], dtype=pl.String),
-    ).select(ALERT_COLUMNS).sort(
+    )
+    if findings is not None and not findings.is_empty():
+        notes = data_issue_notes(findings).rename({"metric_date": "alert_date"})
+        alerts = alerts.join(notes, on=["store_id", "alert_date"], how="left").with_columns(
+            description_en=pl.concat_str("description_en",
+                                         pl.col("data_issue_en").fill_null("")),
+            description_zh=pl.concat_str("description_zh",
+                                         pl.col("data_issue_zh").fill_null("")),
+        )
+    return alerts.select(ALERT_COLUMNS).sort(
         pl.col("alert_date"), pl.col("severity").replace_strict(SEVERITY_ORDER),
         pl.col("impact_usd"), pl.col("store_id"), pl.col("metric_name"),
         descending=[False, False, True, False, False], nulls_last=True,

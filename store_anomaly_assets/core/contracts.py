@@ -23,3 +23,25 @@ ALERT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "recommended_action_zh": pl.String,
 }
 ALERT_COLUMNS = list(ALERT_SCHEMA)
+
+# The source databases as `store_data_quality.source` names them, keyed by each one's
+# environment prefix, with the table a finding is about.
+DATA_SOURCES: dict[str, tuple[str, str]] = {
+    "OPSHOP_": ("opshop", "t_shop_info"),
+    "SALESORDER_": ("salesorder", "t_order"),
+    "OPPRODUCTION_": ("opproduction", "t_production_record"),
+    "OPEMPEFFICIENCY_": ("opempefficiency", "t_employee_schedule"),
+    "OPQUALITYCONTROL_": ("opqualitycontrol", "t_inspection_record"),
+}
+SOURCE_TABLES = dict(DATA_SOURCES.values())
+
+# A data-quality finding: ERROR makes the store-day's numbers for that source unknown (or
+# stopped the run), WARN is worth reading and changes nothing. store_id is NULL for a
+# finding about a whole source or the whole chain. `detail_zh` is the Chinese `detail`.
+FINDING_SEVERITIES = ("ERROR", "WARN")
+FINDING_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "store_id": pl.Int64, "metric_date": pl.Date, "source": pl.String,
+    "check_name": pl.String, "severity": pl.String, "rows_affected": pl.Int64,
+    "detail": pl.String, "detail_zh": pl.String,
+}
+FINDING_COLUMNS = list(FINDING_SCHEMA)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from store_anomaly_assets.config import ANALYTICS_PREFIX, DATABASES, AppConfig
+from store_anomaly_assets.core.quality import DataQualitySettings
 from store_anomaly_assets.core.settings import SpcSettings
 from store_anomaly_assets.db import engines
 from store_anomaly_assets.db.engines import DatabaseError, DatabaseMissingError
@@ -108,8 +109,9 @@ def resolved_databases(config: AppConfig) -> dict[str, Database]:
             for key, resource in database_resources(config).items()}
 
 
-class AnomalySettings(dg.ConfigurableResource, SpcSettings):
-    """The SPC settings (core.settings) as Dagster run config, plus the run's allow-list.
+class AnomalySettings(dg.ConfigurableResource, SpcSettings, DataQualitySettings):
+    """The SPC and data-quality settings (core) as Dagster run config, plus the run's
+    allow-list.
 
     Defaults come from the environment through `config.AppConfig`; a run may override any.
     """
@@ -119,7 +121,8 @@ class AnomalySettings(dg.ConfigurableResource, SpcSettings):
 
     @classmethod
     def from_config(cls, config: AppConfig) -> AnomalySettings:
-        return cls(**config.spc.model_dump(), active_stores=list(config.active_stores),
+        return cls(**config.spc.model_dump(), **config.data_quality.model_dump(),
+                   active_stores=list(config.active_stores),
                    log_retention_days=config.log_retention_days)
 
 

@@ -6,7 +6,7 @@ alike and returns typed frames (`read_frame` with the schemas below), empty or n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import polars as pl
@@ -35,6 +35,12 @@ SERIES_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
 }
 
 
+# Data-quality findings of the grid's days, with the store's name when it has one.
+FINDINGS_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    **contracts.FINDING_SCHEMA, "store_name": pl.String,
+}
+
+
 class NoReportData(LookupError):
     """The analytics tables hold nothing for the requested day."""
 
@@ -48,12 +54,14 @@ class ReportData:
     alerts: the day's rows of store_anomaly_alerts (columns of `ALERT_SCHEMA`).
     series: store_anomaly_scores rows (columns of `SERIES_SCHEMA`) of each alerted store
         and metric over the `CHART_DAYS` days ending on `day`.
+    findings: store_data_quality rows (`FINDINGS_SCHEMA`) of the grid's days.
     """
 
     day: date
     health: pl.DataFrame
     alerts: pl.DataFrame
     series: pl.DataFrame
+    findings: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FINDINGS_SCHEMA))
 
 
 def _coverage(engine: sa.Engine) -> tuple[date | None, date | None]:
@@ -103,4 +111,14 @@ def load_report_data(engine: sa.Engine, day: date) -> ReportData:
             .order_by(s.c.store_id, s.c.metric_name, s.c.metric_date),
             schema_overrides=SERIES_SCHEMA,
         ).join(pairs, on=["store_id", "metric_name"], how="semi")
-    return ReportData(day=day, health=health, alerts=alerts, series=series)
+    q = schema.store_data_quality
+    findings = read_frame(
+        engine,
+        sa.select(*(q.c[c] for c in contracts.FINDING_COLUMNS))
+        .where(q.c.metric_date.between(grid_start, day))
+        .order_by(q.c.metric_date.desc(), q.c.severity, q.c.source, q.c.store_id),
+        schema_overrides=contracts.FINDING_SCHEMA,
+    ).join(health.select("store_id", "store_name").unique("store_id"), on="store_id",
+           how="left")
+    return ReportData(day=day, health=health, alerts=alerts, series=series,
+                      findings=findings.select(list(FINDINGS_SCHEMA)))

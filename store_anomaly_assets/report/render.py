@@ -270,6 +270,18 @@ def _card(alert: dict[str, Any], series: pl.DataFrame, day: date) -> _AlertCard:
     )
 
 
+def _quality(findings: pl.DataFrame, day: date) -> dict[str, Any]:
+    """The data-quality panel: findings per day and source, and the day's own."""
+    by_day = findings.group_by("metric_date", "source").agg(
+        errors=(pl.col("severity") == "ERROR").sum(),
+        warnings=(pl.col("severity") == "WARN").sum(),
+        stores=pl.col("store_id").drop_nulls().n_unique(),
+    ).sort(["metric_date", "errors", "source"], descending=[True, True, False])
+    today = findings.filter(pl.col("metric_date") == day).sort(
+        "severity", "source", "store_id", nulls_last=True)
+    return {"summary": by_day.to_dicts(), "today": today.to_dicts()}
+
+
 def _context(data: ReportData, generated_at: datetime | None) -> dict[str, Any]:
     """The variables of `_report.html.j2`, except `css`."""
     day = data.day
@@ -286,6 +298,7 @@ def _context(data: ReportData, generated_at: datetime | None) -> dict[str, Any]:
         "rows": [_row(a) for a in alerts],
         "cards": [_card(a, data.series, day) for a in alerts],
         "chart_days": CHART_DAYS,
+        "quality": _quality(data.findings, day),
         "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
     }
 

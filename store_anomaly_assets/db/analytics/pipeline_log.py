@@ -40,6 +40,7 @@ STEP_OF_ASSET: dict[str, int] = {
     "production_extract": 3,
     "staffing_extract": 4,
     "quality_extract": 5,
+    "store_data_quality": 6,
     "store_kpi_daily": 6,
     "store_anomaly_scores": 8,
     "store_health_scores": 9,

@@ -8,10 +8,17 @@ from datetime import date, timedelta
 import polars as pl
 import sqlalchemy as sa
 
+from store_anomaly_assets.core.contracts import (
+    FINDING_COLUMNS,
+    FINDING_SCHEMA,
+    FINDING_SEVERITIES,
+)
 from store_anomaly_assets.core.kpis import KPI_COLUMNS
+from store_anomaly_assets.core.quality import EXTRACT_SOURCES
 from store_anomaly_assets.core.spc import SCORE_COLUMNS
 from store_anomaly_assets.db.analytics.schema import (
     store_anomaly_scores,
+    store_data_quality,
     store_kpi_daily,
 )
 from store_anomaly_assets.db.frames import read_frame
@@ -93,3 +100,34 @@ def days_without_kpis(engine: sa.Engine, start: date, end: date) -> list[date]:
     t = store_kpi_daily
     query = sa.select(t.c.metric_date).where(t.c.metric_date.between(start, end)).distinct()
     return days_without_rows(read_frame(engine, query), start, end)
+
+
+def held_source_rows(
+    engine: sa.Engine, store_ids: Sequence[int], start: date, end: date
+) -> dict[str, int]:
+    """What the KPI table holds of each extract source for the range, in its row units.
+
+    The units are each source's `rows` column (core/quality.py): orders, drinks,
+    employees on shift, inspections.
+    """
+    t = store_kpi_daily
+    query = sa.select(
+        *[sa.func.coalesce(sa.func.sum(t.c[s.rows]), 0).label(s.name) for s in EXTRACT_SOURCES]
+    ).where(t.c.store_id.in_(list(store_ids)), t.c.metric_date.between(start, end))
+    with engine.connect() as conn:
+        row = conn.execute(query).one()
+    return {s.name: int(row[i]) for i, s in enumerate(EXTRACT_SOURCES)}
+
+
+def read_findings(
+    engine: sa.Engine, store_ids: Sequence[int], start: date, end: date,
+    severities: Sequence[str] = FINDING_SEVERITIES,
+) -> pl.DataFrame:
+    """The range's data-quality findings of the stores, and the chain-wide ones."""
+    t = store_data_quality
+    query = sa.select(*[t.c[c] for c in FINDING_COLUMNS]).where(
+        t.c.metric_date.between(start, end),
+        t.c.store_id.in_(list(store_ids)) | t.c.store_id.is_(None),
+        t.c.severity.in_(list(severities)),
+    ).order_by(t.c.metric_date, t.c.store_id, t.c.source, t.c.check_name)
+    return read_frame(engine, query, schema_overrides=FINDING_SCHEMA)

@@ -1,4 +1,4 @@
-"""The five analytics tables and the run-lock holder (DESIGN section 4), as SQLAlchemy Core.
+"""The six analytics tables and the run-lock holder (DESIGN section 4), as SQLAlchemy Core.
 
 `sql/02_create_analytics_schema.sql` is the same schema for MySQL 8 and MariaDB 10.11;
 `store_anomaly_tests/test_schema.py` proves the two do not drift.
@@ -120,6 +120,27 @@ store_anomaly_alerts = sa.Table(
     sa.Index("idx_alerts_open", "acknowledged", "severity"),
 )
 
+# Data-quality findings per store-day and source (core/quality.py). store_id is NULL for
+# a finding about a whole source or the chain; such rows are replaced with the range too.
+store_data_quality = sa.Table(
+    "store_data_quality",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("store_id", sa.BigInteger),
+    sa.Column("metric_date", sa.Date, nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("check_name", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(8), nullable=False),
+    sa.Column("rows_affected", sa.Integer),
+    sa.Column("detail", sa.Text),
+    sa.Column("detail_zh", sa.Text),
+    sa.Column("updated_at", sa.DateTime),
+    sa.UniqueConstraint("store_id", "metric_date", "source", "check_name",
+                        name="uq_quality_store_date_source_check"),
+    sa.Index("idx_quality_metric_date", "metric_date"),
+)
+
 store_anomaly_pipeline_log = sa.Table(
     "store_anomaly_pipeline_log",
     metadata,
@@ -161,5 +182,6 @@ ANALYTICS_TABLES = (
     store_anomaly_scores,
     store_health_scores,
     store_anomaly_alerts,
+    store_data_quality,
     store_anomaly_pipeline_log,
 )

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from store_anomaly_assets.db.analytics.schema import (
     store_anomaly_alerts,
     store_anomaly_scores,
+    store_data_quality,
     store_health_scores,
     store_kpi_daily,
 )
@@ -53,6 +54,7 @@ def _replace(
     end: date,
     store_ids: Sequence[int],
     audit: dict,
+    chain_rows: bool = False,
 ) -> int:
     outside = frame.filter(~pl.col("metric_date").is_between(start, end))
     if not outside.is_empty():
@@ -64,14 +66,26 @@ def _replace(
     rows = frame_rows(frame, columns)
     for row in rows:
         row.update(audit)
-    conn.execute(
-        table.delete().where(
-            table.c.metric_date.between(start, end),
-            table.c.store_id.in_(list(store_ids)),
-        )
-    )
+    stores = table.c.store_id.in_(list(store_ids))
+    if chain_rows:
+        stores = stores | table.c.store_id.is_(None)
+    conn.execute(table.delete().where(table.c.metric_date.between(start, end), stores))
     _insert(conn, table, rows)
     return len(rows)
+
+
+def replace_findings(
+    engine: sa.Engine,
+    frame: pl.DataFrame,
+    start: date,
+    end: date,
+    store_ids: Sequence[int],
+    audit: dict,
+) -> int:
+    """Replace the range's data-quality findings: the stores' and the chain-wide ones."""
+    with engine.begin() as conn:
+        return _replace(conn, store_data_quality, frame, start, end, store_ids, audit,
+                        chain_rows=True)
 
 
 def replace_kpis(

@@ -38,7 +38,8 @@ t_order = sa.Table(
     sa.Column("dept_id", sa.BigInteger, nullable=False),
     # 1 completed, 2 cancelled, 3 refunded
     sa.Column("order_status", sa.SmallInteger, nullable=False),
-    sa.Column("pay_amount", sa.Numeric(12, 2), nullable=False),
+    # Nullable: some POS exports leave it empty; extraction leaves such orders out.
+    sa.Column("pay_amount", sa.Numeric(12, 2)),
     sa.Column("item_count", sa.Integer, nullable=False),
     sa.Column("create_time", sa.DateTime, nullable=False),
     sa.Column("complete_time", sa.DateTime),

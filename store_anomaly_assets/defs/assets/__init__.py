@@ -9,9 +9,6 @@ from store_anomaly_assets.defs.assets.analytics import build_analytics_assets
 from store_anomaly_assets.defs.assets.sources import build_source_assets
 from store_anomaly_assets.defs.partitions import daily_partitions
 
-ANALYTICS_ASSET_KEYS = [dg.AssetKey(name) for name in (
-    "store_kpi_daily", "store_anomaly_scores", "store_health_scores", "store_anomaly_alerts")]
-
 
 def build_assets(config: AppConfig) -> list[dg.AssetsDefinition]:
     """Every asset, partitioned by the configured business days, labelled by storage."""

@@ -1,4 +1,4 @@
-"""Steps 6-11: the four analytics tables, each written for exactly the run's range.
+"""Steps 6-11: the analytics tables, each written for exactly the run's range.
 
 Assets stay thin: read what they need, call the pure functions in `core/`, write one
 transaction, log the step. Each requires `run_lock`, so a run of any subset of them
@@ -14,12 +14,17 @@ import polars as pl
 import sqlalchemy as sa
 
 from store_anomaly_assets.core import alerts as alert_stats
-from store_anomaly_assets.core import calendar, health, kpis, spc
+from store_anomaly_assets.core import calendar, health, kpis, quality, spc
 from store_anomaly_assets.core.contracts import SEVERITY_ORDER
 from store_anomaly_assets.db.analytics import reads, schema
 from store_anomaly_assets.db.analytics.pipeline_log import logged_step, utcnow, write_log_row
 from store_anomaly_assets.db.analytics.reads import days_without_rows, format_days
-from store_anomaly_assets.db.analytics.writes import merge_alerts, replace_kpis, replace_range
+from store_anomaly_assets.db.analytics.writes import (
+    merge_alerts,
+    replace_findings,
+    replace_kpis,
+    replace_range,
+)
 from store_anomaly_assets.db.sources.extraction import active_store_ids
 from store_anomaly_assets.defs.assets.metadata import asset_attributes, range_metadata
 from store_anomaly_assets.defs.partitions import partition_dates
@@ -27,6 +32,11 @@ from store_anomaly_assets.defs.resources import AnomalySettings, Database
 from store_anomaly_assets.defs.run_lock import RunLock
 
 GROUP = "analytics"
+
+# A run tagged with this (value "true") writes over the data-quality gate: a deliberate
+# rewrite of a range whose source lost rows. `store-anomaly run --accept-source-gaps`
+# sets it; in the UI, add the tag to the run or backfill.
+ACCEPT_SOURCE_GAPS_TAG = "store_anomaly/accept_source_gaps"
 
 
 def _md_table(frame: pl.DataFrame, limit: int = 10) -> str:
@@ -51,9 +61,78 @@ def build_analytics_assets(
         return asset_attributes(table, database, GROUP, storage_kind, partitions_def)
 
     @dg.asset(
+        **common(schema.store_data_quality),
+        description="Step 6a: the data-quality gate and findings. Stops the run before any "
+        "table is written when a source lost its rows; records rows left out of the KPIs, "
+        "sources missing on a store-day and closures.",
+    )
+    def store_data_quality(
+        context: dg.AssetExecutionContext,
+        analytics: Database,
+        anomaly_settings: AnomalySettings,
+        run_lock: RunLock,
+        store_master: pl.DataFrame,
+        sales_extract: pl.DataFrame,
+        production_extract: pl.DataFrame,
+        staffing_extract: pl.DataFrame,
+        quality_extract: pl.DataFrame,
+    ) -> dg.MaterializeResult:
+        start, end = partition_dates(context)
+        engine, store_ids = analytics.engine(), active_store_ids(store_master)
+        limits = anomaly_settings.data_quality
+        extracts = dict(zip([s.name for s in quality.EXTRACT_SOURCES],
+                            [sales_extract, production_extract, staffing_extract,
+                             quality_extract], strict=True))
+        accepted = context.run.tags.get(ACCEPT_SOURCE_GAPS_TAG, "").lower() == "true"
+        with logged_step(engine, context.run.run_id, start, end, 6,
+                         "check_source_quality") as step:
+            totals = {s.name: int(extracts[s.name][s.rows].sum() or 0)
+                      for s in quality.EXTRACT_SOURCES}
+            gaps = quality.source_gaps(
+                totals, reads.held_source_rows(engine, store_ids, start, end), start, end,
+                limits)
+            if gaps and not accepted:
+                raise quality.SourceGapError(
+                    "; ".join(g.message for g in gaps) + ". Nothing was written. If the "
+                    "source is right, rerun with --accept-source-gaps (run tag "
+                    f"{ACCEPT_SOURCE_GAPS_TAG}=true)")
+            rows = quality.source_rows(extracts)
+            first_dates = pl.concat([
+                reads.read_first_dates(engine, store_ids),
+                rows.filter(pl.col("active")).group_by("store_id")
+                .agg(first_date=pl.col("metric_date").min()),
+            ]).group_by("store_id").agg(pl.col("first_date").min())
+            events = calendar.known_events(store_ids, start, end,
+                                           anomaly_settings.known_events,
+                                           anomaly_settings.known_events_file)
+            findings = quality.all_findings(
+                quality.excluded_row_findings(extracts, limits),
+                quality.missing_source_findings(rows),
+                quality.closure_findings(rows, first_dates, start, end, events),
+                quality.accepted_gap_findings(gaps, end),
+            )
+            step.rows_affected = replace_findings(
+                engine, findings, start, end, store_ids,
+                {"run_id": context.run.run_id, "updated_at": utcnow()},
+            )
+        for gap in gaps:
+            context.log.warning(f"written over the data-quality gate: {gap.message}")
+        counts = findings.group_by("severity", "check_name").len()
+        return dg.MaterializeResult(
+            metadata={
+                **range_metadata(step.rows_affected, start, end),
+                **{f"{c}_{s.lower()}": n for s, c, n in counts.iter_rows()},
+                "source_rows": ", ".join(f"{k} {v:,}" for k, v in totals.items()),
+                "accepted_source_gaps": len(gaps),
+            }
+        )
+
+    @dg.asset(
         **common(schema.store_kpi_daily),
+        deps=[store_data_quality],
         description="Step 6: daily KPIs per store and local business day, with the derived "
-        "per-labor-hour ratios.",
+        "per-labor-hour ratios; a source missing on a day the store traded leaves its "
+        "KPIs NULL.",
     )
     def store_kpi_daily(
         context: dg.AssetExecutionContext,
@@ -210,7 +289,8 @@ def build_analytics_assets(
                 reads.read_first_dates(engine, store_ids),
                 settings.rolling_window,
             )
-            alerts = alert_stats.build_alerts(scores, settings)
+            issues = reads.read_findings(engine, store_ids, start, end, ["ERROR"])
+            alerts = alert_stats.build_alerts(scores, settings, issues)
             merged = merge_alerts(engine, alerts, start, end, store_ids, context.run.run_id,
                                   utcnow())
             step.rows_affected = merged.inserted + merged.updated
@@ -236,4 +316,5 @@ def build_analytics_assets(
             }
         )
 
-    return [store_kpi_daily, store_anomaly_scores, store_health_scores, store_anomaly_alerts]
+    return [store_data_quality, store_kpi_daily, store_anomaly_scores, store_health_scores,
+            store_anomaly_alerts]

@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
+from store_anomaly_assets.core.quality import DataQualitySettings
 from store_anomaly_assets.db.analytics.pipeline_log import logged_step
 from store_anomaly_assets.db.sources import extraction
 from store_anomaly_assets.defs.assets.metadata import OWNERS, TAGS, range_metadata
@@ -59,6 +60,7 @@ def store_master(
         try:
             stores = extraction.load_store_master(opshop.engine(),
                                                   anomaly_settings.active_stores)
+            extraction.require_stores(stores, opshop.describe())
         except (sa.exc.DBAPIError, OSError) as exc:
             raise opshop.explain(exc) from exc
         step.rows_affected = stores.height
@@ -73,7 +75,8 @@ def store_master(
     return stores
 
 
-Extractor = Callable[[sa.Engine, pl.DataFrame, date, date], pl.DataFrame]
+Extractor = Callable[[sa.Engine, pl.DataFrame, date, date, DataQualitySettings],
+                     pl.DataFrame]
 
 
 def _extract_asset(
@@ -93,7 +96,7 @@ def _extract_asset(
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="extract_io_manager",
-        required_resource_keys={source_key, "analytics", "run_lock"},
+        required_resource_keys={source_key, "analytics", "anomaly_settings", "run_lock"},
         kinds={storage_kind, "polars"},
         owners=OWNERS,
         tags=TAGS,
@@ -104,9 +107,10 @@ def _extract_asset(
         start, end = partition_dates(context)
         source: Database = getattr(context.resources, source_key)
         analytics: Database = context.resources.analytics
+        limits = context.resources.anomaly_settings.data_quality
         with logged_step(analytics.engine(), context.run.run_id, start, end, step_number) as step:
             try:
-                frame = extractor(source.engine(), store_master, start, end)
+                frame = extractor(source.engine(), store_master, start, end, limits)
             # A read timeout can surface as the socket's own TimeoutError (an OSError).
             except (sa.exc.DBAPIError, OSError) as exc:
                 raise source.explain(exc) from exc
@@ -123,7 +127,8 @@ def _extract_asset(
 _EXTRACTS: dict[str, tuple[str, int, str, str, Extractor, str]] = {
     "sales_order": (
         "sales_extract", 2, "sales_order", "t_order", extraction.extract_sales,
-        "Step 2: completed orders and revenue per store and local day (t_order).",
+        "Step 2: valid completed orders and revenue per store and local day (t_order); "
+        "orders with a missing, negative or implausible amount are counted, not summed.",
     ),
     "opproduction": (
         "production_extract", 3, "opproduction", "t_production_record",
