@@ -381,6 +381,9 @@ def test_a_missing_export_is_unknown_not_a_disaster(d: Deployment) -> None:
             alerts = d.rows("analytics", "SELECT metric_name, severity, description_en, "
                             "description_zh FROM store_anomaly_alerts WHERE store_id = :s "
                             "AND alert_date = :day", s=MISSING_STORE, day=MISSING_DAY)
+            health = d.rows("analytics", "SELECT health_score, dimensions_used FROM "
+                            "store_health_scores WHERE store_id = :s AND metric_date = :day",
+                            s=MISSING_STORE, day=MISSING_DAY)[0]
             errors = findings(d, first, last, severity="ERROR")
             closures = findings(d, first, last, check_name="no_activity")
             check = d.rows("analytics", "SELECT status, error_message FROM "
@@ -399,6 +402,8 @@ def test_a_missing_export_is_unknown_not_a_disaster(d: Deployment) -> None:
     assert (kpi.revenue, kpi.order_count, kpi.aov) == (None, None, None)
     assert kpi.production_count > 0 and kpi.scheduled_hours > 0
     assert not {a.metric_name for a in alerts} & {"revenue", "order_count", "aov"}
+    # Health from the dimensions that remain.
+    assert health.health_score is not None and "sales" not in health.dimensions_used
     assert [(r.store_id, r.metric_date, r.source, r.check_name) for r in errors] == [
         (MISSING_STORE, MISSING_DAY, "salesorder", "missing_rows")]
     assert "while opproduction had" in errors[0].detail
