@@ -97,10 +97,43 @@ CREATE TABLE IF NOT EXISTS store_anomaly_alerts (
     created_at            DATETIME      NULL,
     run_id                VARCHAR(64)   NULL,
     updated_at            DATETIME      NULL,
+    incident_id           BIGINT        NULL,
     PRIMARY KEY (id),
     UNIQUE KEY uq_alert_store_date_metric (store_id, alert_date, metric_name),
     KEY idx_alerts_alert_date (alert_date),
-    KEY idx_alerts_open (acknowledged, severity)
+    KEY idx_alerts_open (acknowledged, severity),
+    KEY idx_alerts_incident (incident_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Incidents: one store's alerts that share a cause (the same day, or consecutive days of a
+-- sustained event), the unit notifications, the report and acknowledgments work on.
+-- status: OPEN (alerting on the store's newest day), RESOLVED (a day without alert since,
+-- not acknowledged), ACKNOWLEDGED. Acknowledging an incident acknowledges its alerts.
+CREATE TABLE IF NOT EXISTS store_anomaly_incidents (
+    id              BIGINT        NOT NULL AUTO_INCREMENT,
+    store_id        BIGINT        NOT NULL,
+    store_name      VARCHAR(128)  NULL,
+    first_date      DATE          NOT NULL,
+    last_date       DATE          NOT NULL,
+    severity        VARCHAR(16)   NOT NULL,
+    primary_metric  VARCHAR(64)   NOT NULL,
+    dimensions      VARCHAR(64)   NULL,
+    scope           VARCHAR(16)   NOT NULL DEFAULT 'STORE',
+    status          VARCHAR(16)   NOT NULL DEFAULT 'OPEN',
+    alert_count     INT           NOT NULL,
+    impact_usd      DECIMAL(14,2) NULL,
+    description_en  TEXT          NULL,
+    description_zh  TEXT          NULL,
+    acknowledged_by VARCHAR(128)  NULL,
+    acknowledged_at DATETIME      NULL,
+    ack_note        TEXT          NULL,
+    notified_at     DATETIME      NULL,
+    created_at      DATETIME      NULL,
+    run_id          VARCHAR(64)   NULL,
+    updated_at      DATETIME      NULL,
+    PRIMARY KEY (id),
+    KEY idx_incidents_store_dates (store_id, first_date, last_date),
+    KEY idx_incidents_status (status, severity)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- Data-quality findings per store-day and source: rows left out of the KPIs (WARN), a

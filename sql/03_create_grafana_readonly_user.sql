@@ -10,7 +10,7 @@
 --   * if the analytics tables are not in database `test`, replace `test.` below.
 -- Re-running is safe: an existing user keeps its password (rotate it with
 -- ALTER USER 'grafana_ro'@'%' IDENTIFIED BY '...';) and the grants are re-applied.
--- The account can SELECT the six analytics tables and nothing else: no writes, no other
+-- The account can SELECT the analytics tables and nothing else: no writes, no other
 -- tables, no other databases.
 
 CREATE USER IF NOT EXISTS 'grafana_ro'@'%' IDENTIFIED BY 'REPLACE_WITH_GENERATED_PASSWORD';
@@ -19,5 +19,6 @@ GRANT SELECT ON test.store_kpi_daily            TO 'grafana_ro'@'%';
 GRANT SELECT ON test.store_anomaly_scores       TO 'grafana_ro'@'%';
 GRANT SELECT ON test.store_health_scores        TO 'grafana_ro'@'%';
 GRANT SELECT ON test.store_anomaly_alerts       TO 'grafana_ro'@'%';
+GRANT SELECT ON test.store_anomaly_incidents    TO 'grafana_ro'@'%';
 GRANT SELECT ON test.store_data_quality         TO 'grafana_ro'@'%';
 GRANT SELECT ON test.store_anomaly_pipeline_log TO 'grafana_ro'@'%';

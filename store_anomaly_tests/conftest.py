@@ -41,9 +41,11 @@ _SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None
 DATA_DIR = Path(tempfile.mkdtemp(prefix="store-anomaly-tests-", dir=_SCRATCH))
 
 use_local_databases({**SOURCE_DATABASES, "DBATEST_": ANALYTICS_DATABASE}, DATA_DIR)
+# The session's chain checks the guide's literal rules (DESIGN section 5) and the guide's
+# SQL against them; the deployed-shape modules (test_production_cli, test_data_quality)
+# run with a clean environment, so with the default profile.
+os.environ["ALERT_PROFILE"] = "guide"
 os.environ["DAGSTER_HOME"] = str(DATA_DIR / "dagster_home")
-
-
 
 
 # A test that needs any of these talks to MariaDB: it is an integration test.

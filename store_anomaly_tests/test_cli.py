@@ -127,7 +127,7 @@ def listed_ids(out: str) -> list[int]:
 
 
 def alerts_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
-    assert main(["alerts", "--format", "json", *args]) == 0
+    assert main(["alerts", "--each-alert", "--format", "json", *args]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
     return json.loads(captured.out)
@@ -197,7 +197,7 @@ def test_verbose_and_quiet_override_log_level(
     (["run", "--date", "2026-13-01"], "run", ["--date", "not a YYYY-MM-DD date"]),
     (["run", "--backfill-from", "2026-01-10"], "run", ["go together"]),
     (["ack", "--by", "Dana"], "ack", ["alert ID", "--severity", "--older-than"]),
-    (["ack", "7", "--severity", "INFO", "--older-than", "3", "--by", "x"], "ack", ["not both"]),
+    (["ack", "7", "--severity", "INFO", "--older-than", "3", "--by", "x"], "ack", ["give one of"]),
     (["ack", "seven", "--by", "x"], "ack", ["ID", "'seven'"]),
     (["ack", "7"], "ack", ["missing option --by"]),
     (["report", "--out", "r.html"], "report", ["missing option --date"]),
@@ -236,7 +236,7 @@ def test_alerts_footer_states_the_true_total(
     alerts: pl.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:
     expected = open_in_order(alerts)
-    assert main(["alerts", "--limit", "7"]) == 0
+    assert main(["alerts", "--each-alert", "--limit", "7"]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
     assert listed_ids(captured.out) == expected["id"].head(7).to_list()
@@ -249,7 +249,7 @@ def test_alerts_table_keeps_the_guide_order_and_whole_descriptions(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "90")  # narrow: descriptions must wrap, not be cut
     expected = open_in_order(alerts).head(50)
-    assert main(["alerts"]) == 0
+    assert main(["alerts", "--each-alert"]) == 0
     out = capsys.readouterr().out
     assert listed_ids(out) == expected["id"].to_list()  # the default limit is 50
     lines = out.splitlines()
@@ -310,7 +310,7 @@ def test_alerts_matching_nothing(alerts: pl.DataFrame, capsys: pytest.CaptureFix
     document = alerts_json(capsys, "--since", "2030-01-01")
     assert document == {"total": 0, "shown": 0, "filters": {"since": "2030-01-01"},
                         "alerts": []}
-    assert main(["alerts", "--since", "2030-01-01"]) == 0
+    assert main(["alerts", "--each-alert", "--since", "2030-01-01"]) == 0
     assert capsys.readouterr().out == "No open alerts matching since 2030-01-01.\n"
 
 
@@ -318,14 +318,16 @@ def test_alerts_csv_is_the_rows_and_a_truncation_note(
     alerts: pl.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:
     want = open_in_order(alerts).filter(pl.col("severity") == "INFO")
-    assert main(["alerts", "--format", "csv", "--severity", "INFO", "--limit", "4"]) == 0
+    assert main(["alerts", "--each-alert", "--format", "csv", "--severity", "INFO",
+                 "--limit", "4"]) == 0
     captured = capsys.readouterr()
     got = pl.read_csv(io.StringIO(captured.out))
     assert got["id"].to_list() == want["id"].head(4).to_list()
     assert got["description_en"].to_list() == want["description_en"].head(4).to_list()
     assert captured.err.strip() == (f"showing 4 of {want.height} open alerts matching "
                                     "severity INFO (raise --limit for more)")
-    assert main(["alerts", "-f", "CSV", "--severity", "INFO", "--limit", "1000"]) == 0
+    assert main(["alerts", "--each-alert", "-f", "CSV", "--severity", "INFO",
+                 "--limit", "1000"]) == 0
     captured = capsys.readouterr()
     assert pl.read_csv(io.StringIO(captured.out)).height == want.height
     assert captured.err == ""

@@ -199,12 +199,15 @@ def test_alerts_limit_must_be_positive(workdir, limit: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["alerts"], ["ack", "1", "--by", "Dana"], ["report", "--date", DAY]],
-    ids=["alerts", "ack", "report"],
+    ("args", "table"),
+    [(["alerts"], "store_anomaly_incidents"), (["alerts", "--each-alert"], "store_anomaly_alerts"),
+     (["ack", "1", "--by", "Dana"], "store_anomaly_alerts"),
+     (["report", "--date", DAY], "store_anomaly_alerts")],
+    ids=["alerts", "each-alert", "ack", "report"],
 )
-def test_missing_analytics_tables_say_run_init_db(databases, workdir, args) -> None:
+def test_missing_analytics_tables_say_run_init_db(databases, workdir, args, table) -> None:
     env = environment(workdir, {**DATABASES, "DBATEST_": BARE})
-    one_error(cli(workdir, env, *args), "store_anomaly_alerts", BARE, "init-db", "demo")
+    one_error(cli(workdir, env, *args), table, BARE, "init-db", "demo")
 
 
 def test_missing_embedded_analytics_database_creates_no_file(workdir) -> None:
@@ -248,7 +251,7 @@ def test_a_source_table_lacking_a_column_is_not_unreachable(databases, workdir) 
 
 def test_an_analytics_table_lacking_a_column_is_not_unreachable(databases, workdir) -> None:
     env = environment(workdir, {**DATABASES, "DBATEST_": BROKEN})
-    line = one_error(cli(workdir, env, "alerts"), "store_anomaly_alerts", BROKEN,
+    line = one_error(cli(workdir, env, "alerts", "--each-alert"), "store_anomaly_alerts", BROKEN,
                      "description_en")
     assert "unreachable" not in line and "cannot connect" not in line
 
@@ -307,7 +310,7 @@ def test_an_account_with_a_password_works_and_is_never_shown(databases, workdir)
     doctor = cli(workdir, env, "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert doctor.stdout.count("OK ") == 6
-    alerts = cli(workdir, env, "alerts")
+    alerts = cli(workdir, env, "alerts", "--each-alert")
     assert alerts.returncode == 0, alerts.stderr
     assert f"#{databases['open']}" in alerts.stdout
     ack = cli(workdir, env, "ack", str(databases["ack"]), "--by", "Dana", "--note", "checked")

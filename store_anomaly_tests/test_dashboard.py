@@ -50,9 +50,10 @@ ANALYTICS_TABLES = (
     "store_health_scores",
     "store_anomaly_alerts",
     "store_data_quality",
+    "store_anomaly_incidents",
     "store_anomaly_pipeline_log",
 )
-PER_STORE_TABLES = ANALYTICS_TABLES[:5]
+PER_STORE_TABLES = ANALYTICS_TABLES[:6]
 METRICS = (
     "revenue",
     "order_count",
@@ -517,7 +518,7 @@ def test_dashboard_provider_puts_the_dashboard_in_ai_analytics():
     assert provider["options"]["path"]
 
 
-def test_readonly_user_gets_select_on_exactly_the_six_tables():
+def test_readonly_user_gets_select_on_exactly_the_analytics_tables():
     text = READONLY_SQL.read_text(encoding="utf-8")
     statements = [_flat(s) for s in re.sub(r"--[^\n]*", "", text).split(";") if s.strip()]
     create = [s for s in statements if s.upper().startswith("CREATE USER")]
@@ -531,8 +532,8 @@ def test_readonly_user_gets_select_on_exactly_the_six_tables():
         match = re.fullmatch(r"GRANT SELECT ON test\.(\w+) TO 'grafana_ro'@'[^']+'", grant)
         assert match, grant
         granted.add(match.group(1))
-    assert granted == set(ANALYTICS_TABLES) and len(grants) == 6
-    assert len(statements) == 7
+    assert granted == set(ANALYTICS_TABLES) and len(grants) == 7
+    assert len(statements) == 8
 
 
 # ------------------------------------------------------------------------ macro expansion

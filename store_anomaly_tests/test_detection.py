@@ -23,7 +23,7 @@ from store_anomaly_assets.core.kpis import KPI_COLUMNS
 from store_anomaly_assets.core.settings import SpcSettings
 from store_anomaly_assets.demo import synthetic
 
-S = SpcSettings()
+S = SpcSettings(alert_profile="guide")  # DESIGN section 5, whatever the default
 
 
 def changed(settings: SpcSettings, **changes: object) -> SpcSettings:

@@ -12,7 +12,7 @@ import pytest
 from store_anomaly_assets.core import alerts, health, kpis, spc
 from store_anomaly_assets.core.settings import SpcSettings
 
-S = SpcSettings()
+S = SpcSettings(alert_profile="guide")  # the guide's formulas, DESIGN section 5
 D = date(2025, 3, 8)  # a Saturday
 MONDAY = date(2025, 1, 6)
 

@@ -33,7 +33,7 @@ from store_anomaly_assets import notify as nf
 from store_anomaly_assets.config import NotifySettings
 from store_anomaly_assets.core.alerts import ALERT_COLUMNS, describe, recommend
 from store_anomaly_assets.db.analytics.init_db import init_db
-from store_anomaly_assets.db.analytics.schema import store_anomaly_alerts
+from store_anomaly_assets.db.analytics.schema import store_anomaly_alerts, store_anomaly_incidents
 from store_anomaly_assets.db.analytics.writes import merge_alerts
 from store_anomaly_assets.db.engines import create_engine
 from store_anomaly_assets.db.sources.schema import t_shop_info
@@ -184,6 +184,7 @@ def scratch(server: sa.Engine) -> Iterator[sa.Engine]:
 def alerts_table(scratch: sa.Engine) -> sa.Engine:
     with scratch.begin() as conn:
         conn.execute(store_anomaly_alerts.delete())
+        conn.execute(store_anomaly_incidents.delete())
     return scratch
 
 
@@ -217,7 +218,7 @@ def alert_rows(engine: sa.Engine) -> dict[tuple[int, str], dict]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(t.c.id, t.c.store_id, t.c.metric_name, t.c.severity,
                                       t.c.notified_at, t.c.description_en,
-                                      t.c.description_zh)).mappings().all()
+                                      t.c.description_zh, t.c.incident_id)).mappings().all()
     return {(r["store_id"], r["metric_name"]): dict(r) for r in rows}
 
 
@@ -315,6 +316,10 @@ def test_alerts_reach_exactly_their_recipients_once(
     assert midtown["description_zh"] in vp_east.text
     assert "营业额" in vp_east.text and "曼哈顿中城店" in vp_east.text
     assert f"Alert id 告警编号: {midtown['id']} " in vp_east.text
+    # Acknowledgment is per incident: the message says which and how.
+    assert midtown["incident_id"] is not None
+    assert (f"store-anomaly ack --incident {midtown['incident_id']} --by NAME"
+            in vp_east.text)
     assert santa_monica["description_en"] not in vp_east.text  # the other region's
     # The operations director gets both in one message: the larger revenue gap first.
     for text in (by_to["ops@example.com"].text, posts[0][1]["message"]):

@@ -6,6 +6,7 @@ orders files by name) and each leaves the tables consistent for the next.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -346,7 +347,7 @@ def test_overlapping_runs_on_a_mysql_instance_never_write_at_once(
 def test_alerts_lists_open_alerts_in_the_guide_order(
     backfill: RunOutcome, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["alerts", "--limit", "500"]) == 0
+    assert main(["alerts", "--each-alert", "--limit", "500"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("#")]
     severities = [line.split()[1] for line in lines]
     rank = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
@@ -406,3 +407,64 @@ def test_log_rotation_job_purges_only_old_rows(
     left = frame(analytics_engine, "SELECT run_id FROM store_anomaly_pipeline_log "
                  "WHERE run_id IN ('old', 'recent')")
     assert left["run_id"].to_list() == ["recent"]
+
+
+MIDTOWN, DROP_DAY = 1101, date(2025, 10, 8)
+
+
+def test_one_incident_per_cause_and_its_acknowledgment_survives_recomputes(
+    analytics_engine: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Midtown's one-day drop: six alerts, one incident. Acknowledging the incident
+    acknowledges its alerts once; a recompute keeps its id, its alerts and the ack."""
+    def incident() -> dict:
+        return frame(analytics_engine, "SELECT * FROM store_anomaly_incidents WHERE "
+                     "store_id = :s AND first_date = :d", s=MIDTOWN, d=DROP_DAY
+                     ).row(0, named=True)
+
+    def alerts() -> pl.DataFrame:
+        return frame(analytics_engine, "SELECT id, incident_id, acknowledged, acknowledged_by, "
+                     "ack_note FROM store_anomaly_alerts WHERE store_id = :s AND alert_date = :d"
+                     " ORDER BY id", s=MIDTOWN, d=DROP_DAY)
+
+    before = incident()
+    assert (before["severity"], before["primary_metric"], before["last_date"]) == (
+        "CRITICAL", "revenue", DROP_DAY)
+    assert before["alert_count"] == alerts().height >= 5
+    assert set(alerts()["incident_id"]) == {before["id"]}
+    assert "Same incident:" in before["description_en"] and before["description_zh"]
+    unlinked = frame(analytics_engine, "SELECT COUNT(*) AS n FROM store_anomaly_alerts "
+                     "WHERE incident_id IS NULL")
+    assert unlinked["n"][0] == 0
+
+    if before["acknowledged_at"] is None:
+        assert main(["ack", "--incident", str(before["id"]), "--by", "Dana Wu", "--note",
+                     "POS outage"]) == 0
+        assert f"Incident {before['id']} and its" in capsys.readouterr().out
+    assert main(["ack", "--incident", str(before["id"]), "--by", "Dana Wu"]) == 2
+    assert "already acknowledged by Dana Wu" in capsys.readouterr().err
+    acked = alerts()
+    assert acked["acknowledged"].cast(pl.Boolean).all()
+    assert set(acked["acknowledged_by"]) == {"Dana Wu"}
+
+    assert run_cli("--backfill-from", str(DROP_DAY - timedelta(days=2)), "--backfill-to",
+                   str(DROP_DAY + timedelta(days=2))) == 0
+    after = incident()
+    assert after["id"] == before["id"] and after["status"] == "ACKNOWLEDGED"
+    assert (after["acknowledged_by"], after["ack_note"]) == ("Dana Wu", "POS outage")
+    assert alerts().equals(acked)
+
+
+def test_alerts_lists_open_incidents(analytics_engine: sa.Engine,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "--format", "json", "--limit", "1000"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    expected = frame(analytics_engine, "SELECT COUNT(*) AS n FROM store_anomaly_incidents i "
+                     "WHERE acknowledged_at IS NULL AND EXISTS (SELECT 1 FROM "
+                     "store_anomaly_alerts a WHERE a.incident_id = i.id AND NOT a.acknowledged)")
+    assert listed["total"] == expected["n"][0] > 0
+    rank = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
+    keys = [(rank[r["severity"]], -date.fromisoformat(r["last_date"]).toordinal())
+            for r in listed["incidents"]]
+    assert keys == sorted(keys)
+    assert {r["status"] for r in listed["incidents"]} <= {"OPEN", "RESOLVED"}

@@ -309,12 +309,27 @@ def test_a_run_past_the_data_says_no_source_data(
 def test_alerts_and_acknowledgment(
     prod: ProductionSetup, backfilled: subprocess.CompletedProcess[str]
 ) -> None:
+    # The open incidents; acknowledging one acknowledges all its alerts, once.
     listed = prod.cli("alerts")
     expect_ok(listed)
     ids = [int(i) for i in re.findall(r"^#(\d+)", listed.stdout, re.MULTILINE)]
     assert ids, listed.stdout
-    alert_id = ids[0]
+    incident_id = ids[0]
+    ack = prod.cli("ack", "--incident", str(incident_id), "--by", "Dana Wu", "--note",
+                   "POS outage")
+    expect_ok(ack)
+    rows = prod.rows("SELECT acknowledged, acknowledged_by, ack_note FROM store_anomaly_alerts "
+                     "WHERE incident_id = :i", i=incident_id)
+    assert rows and {(bool(r.acknowledged), r.acknowledged_by, r.ack_note) for r in rows} == {
+        (True, "Dana Wu", "POS outage")}
+    again = prod.cli("ack", "--incident", str(incident_id), "--by", "Dana Wu")
+    assert again.returncode == 2, again.stderr
+    assert "already acknowledged by Dana Wu" in one_line_error(again.stderr)
 
+    # One alert on its own, as the guide's protocol has it.
+    listed = prod.cli("alerts", "--each-alert")
+    expect_ok(listed)
+    alert_id = int(re.findall(r"^#(\d+)", listed.stdout, re.MULTILINE)[0])
     ack = prod.cli("ack", str(alert_id), "--by", "Dana Wu", "--note", "POS outage")
     expect_ok(ack)
     row = prod.rows("SELECT acknowledged, acknowledged_by, ack_note FROM store_anomaly_alerts "

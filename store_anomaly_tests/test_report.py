@@ -439,14 +439,17 @@ def test_report_of_a_critical_day_renders_in_chromium(
     assert report.write_report(backfilled_analytics, DAY, out) == out
 
     dom = run_chromium(tmp_path, "--dump-dom", out.as_uri()).stdout
-    expected = data.alerts.select("store_id", "metric_name").unique().height
-    assert expected == data.alerts.height > 0
-    assert dom.count("<svg") == expected + 1
-    assert dom.count('data-chart="control"') == expected
-    assert dom.count('data-chart="health-grid"') == 1
-    for store_id, metric in data.alerts.select("store_id", "metric_name").iter_rows():
-        card = re.search(rf'id="alert-{store_id}-{metric}".*?</svg>', dom, flags=re.S)
-        assert card and f'data-metric="{metric}"' in card.group(0), (store_id, metric)
+    # One card per incident: the lead alert's chart, the incident's other alerts as
+    # evidence; every alert of the day belongs to one.
+    assert data.alerts["incident_id"].null_count() == 0 and data.alerts.height > 0
+    incidents = data.alerts["incident_id"].n_unique()
+    assert incidents < data.alerts.height  # Midtown's drop is one incident of several alerts
+    assert dom.count("<svg") == incidents + 1
+    assert dom.count('data-chart="control"') == incidents
+    assert dom.count("data-incident-id=") == incidents
+    for (incident_id,) in data.alerts.select("incident_id").unique().iter_rows():
+        card = re.search(rf'data-incident-id="{incident_id}".*?</svg>', dom, flags=re.S)
+        assert card and 'data-metric="' in card.group(0), incident_id
         assert card.group(0).count("<circle") >= 30  # about 60 days of points
     assert "营业额" in dom and "Midtown Manhattan" in dom
     stores = data.health.filter(pl.col("metric_date") == DAY).height

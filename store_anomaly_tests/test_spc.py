@@ -18,7 +18,7 @@ from store_anomaly_assets.core import spc
 from store_anomaly_assets.core.kpis import KPI_COLUMNS
 from store_anomaly_assets.core.settings import SpcSettings
 
-S = SpcSettings()
+S = SpcSettings(alert_profile="guide")  # DESIGN section 5, whatever the default
 MONDAY = date(2025, 1, 6)
 PAD = [0.0] * 8  # neutral days before a rule pattern: z = 0 breaks every run
 
@@ -321,17 +321,32 @@ def test_matches_reference_on_noisy_weekly_series_with_gaps(seed: int) -> None:
 # ------------------------------------------------ baseline size, zero spread, eligibility
 
 
-def test_zero_std_gives_null_z_and_no_alert() -> None:
-    values = [100.0] * 90 + [0.0]
-    scored = score(kpis({"revenue": values, "avg_production_seconds": [55.5] * 90 + [900.0]}))
-    for metric, cl in (("revenue", 100.0), ("avg_production_seconds", 55.5)):
+def test_zero_std_is_floored_so_a_change_still_scores() -> None:
+    # A constant history has std 0; the floor (a thousandth of the mean, and for whole
+    # numbers their rounding resolution 1/sqrt(12)) still scores a change.
+    scored = score(kpis({"revenue": [100.0] * 90 + [0.0],
+                         "avg_production_seconds": [55.5] * 90 + [900.0],
+                         "headcount": [5] * 90 + [2]}))
+    for metric, cl, std in (("revenue", 100.0, 0.1), ("avg_production_seconds", 55.5, 0.0555),
+                            ("headcount", 5.0, 12 ** -0.5)):
         row = pick(scored, metric, day(90))
-        assert row["baseline_std"] == pytest.approx(0.0, abs=1e-9)
+        assert row["baseline_std"] == pytest.approx(std, rel=1e-12)
         assert row["cl"] == pytest.approx(cl)
-        assert row["z_score"] is None and row["adverse_z"] is None
-        assert row["severity"] is None and row["rules_violated"] is None
-        assert not any(row[f"we_rule_{n}"] for n in range(1, 6))
-    assert scored["severity"].null_count() == scored.height
+        value = {"revenue": 0.0, "avg_production_seconds": 900.0, "headcount": 2.0}[metric]
+        assert row["z_score"] == pytest.approx((value - cl) / std, rel=1e-12)
+        assert row["severity"] == "CRITICAL" and row["rules_violated"] == "WE1"
+    # The days before the change are on the centre line: z = 0, no alert.
+    before = scored.filter(pl.col("metric_date") < day(90), pl.col("z_score").is_not_null())
+    assert before["z_score"].abs().max() == 0 and before["severity"].null_count() == before.height
+
+
+def test_nan_kpi_is_no_value() -> None:
+    # polars sorts NaN above every number: as a value it would score as an extreme day.
+    values = [*alt(90), float("nan")]
+    long = spc.to_long(kpis({"revenue": values}))
+    assert long.height == 90 and long["metric_value"].is_nan().sum() == 0
+    assert score(kpis({"revenue": values})).filter(
+        pl.col("metric_date") == day(90)).is_empty()
 
 
 @pytest.mark.parametrize(("missing", "scored_ok"), [(8, True), (9, False)])

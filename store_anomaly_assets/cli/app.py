@@ -179,7 +179,8 @@ def doctor(ctx: typer.Context) -> int:
     return 1 if failed else 0
 
 
-@app.command(help="List open alerts in the guide's order (most severe, newest, costliest).")
+@app.command(help="List open incidents (or alerts) in the guide's order: most severe, "
+             "newest, costliest.")
 def alerts(
     ctx: typer.Context,
     severity: Annotated[list[str] | None, typer.Option(
@@ -200,23 +201,35 @@ def alerts(
     output: Annotated[OutputFormat, typer.Option(
         "--format", "-f", parser=parse_format, metavar="FORMAT", help="table, json or csv.")
     ] = OutputFormat.table,
+    each_alert: Annotated[bool, typer.Option(
+        "--each-alert", help="One row per alert (store, day and metric) instead of per "
+        "incident.")] = False,
 ) -> int:
     query = tasks.AlertQuery(
         severities=tuple(dict.fromkeys(s for group in severity or () for s in group)),
         stores=tuple(dict.fromkeys(i for group in store or () for i in group)),
         district=district, since=since)
-    page = tasks.list_alerts(configured(ctx), query, limit)
-    render.print_alerts(page.rows, page.total, output, query.given(), query.describe())
+    if each_alert:
+        page = tasks.list_alerts(configured(ctx), query, limit)
+        render.print_alerts(page.rows, page.total, output, query.given(), query.describe())
+    else:
+        page = tasks.list_incidents(configured(ctx), query, limit)
+        render.print_incidents(page.rows, page.total, output, query.given(),
+                               query.describe())
     return 0
 
 
-@app.command(help="Acknowledge an alert, or preview and bulk-acknowledge old ones.")
+@app.command(help="Acknowledge an incident or an alert, or preview and bulk-acknowledge "
+             "old alerts.")
 def ack(
     ctx: typer.Context,
     by: Annotated[str, typer.Option(metavar="NAME", help="Who acknowledges (name).")],
     alert_id: Annotated[int | None, typer.Argument(
         parser=parse_whole_number, metavar="ID", help="The alert's id.", show_default=False)
     ] = None,
+    incident: Annotated[int | None, typer.Option(
+        "--incident", parser=parse_whole_number, metavar="ID",
+        help="An incident's id: acknowledges it and all its alerts.")] = None,
     note: Annotated[str | None, typer.Option(
         metavar="TEXT", help="What was found and done.")] = None,
     severity: Annotated[str | None, typer.Option(
@@ -230,11 +243,16 @@ def ack(
     ] = False,
 ) -> int:
     bulk = severity is not None or older_than is not None
-    if alert_id is not None and bulk:
-        raise UsageProblem("give either an alert ID or --severity/--older-than, not both")
+    if sum((alert_id is not None, incident is not None, bulk)) > 1:
+        raise UsageProblem("give one of an alert ID, --incident ID or --severity/--older-than")
+    if incident is not None:
+        name, count = tasks.acknowledge_incident(configured(ctx), incident, by, note)
+        render.say(f"Incident {incident} and its {count} open alert(s) acknowledged by "
+                   f"{name}.")
+        return 0
     if alert_id is None and (severity is None or older_than is None):
-        raise UsageProblem("give an alert ID, or --severity and --older-than for a bulk "
-                           "clean-up")
+        raise UsageProblem("give an alert ID, --incident ID, or --severity and --older-than "
+                           "for a bulk clean-up")
     config = configured(ctx)
     if alert_id is not None:
         name = tasks.acknowledge_one(config, alert_id, by, note)

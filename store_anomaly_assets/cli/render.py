@@ -90,16 +90,11 @@ def _severity(value: str) -> Text:
 ALERT_FIELDS = ("Severity", "Date", "Store", "Metric", "Scope", "Impact")
 
 
-def alerts_table(rows: pl.DataFrame) -> Table:
-    """Open alerts, two lines and more each: `#id`, severity, date, store, metric, scope and
-    impact aligned on the first; the description below, wrapped to the width, never cut."""
-    cells = [
-        (r["severity"], str(r["alert_date"]), f"{r['store_name']} [{r['store_id']}]",
-         r["metric_name"], r["scope"], _money(r["impact_usd"]))
-        for r in rows.iter_rows(named=True)
-    ]
-    widths = [max(len(text) for text in column) for column in zip(ALERT_FIELDS, *cells,
-                                                                    strict=True)]
+def _listing(id_header: str, fields: Sequence[str], rows: pl.DataFrame,
+             cells: list[tuple[str, ...]]) -> Table:
+    """`#id` and two lines and more per row: the `cells` aligned under `fields` on the
+    first, the description below, wrapped to the width, never cut."""
+    widths = [max(len(text) for text in column) for column in zip(fields, *cells, strict=True)]
 
     def line(values: Sequence[str], severity: str | None = None) -> Text:
         text = Text()
@@ -110,12 +105,38 @@ def alerts_table(rows: pl.DataFrame) -> Table:
         return text
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
-    table.add_column("ID", no_wrap=True)
-    table.add_column(line(ALERT_FIELDS), overflow="fold")
+    table.add_column(id_header, no_wrap=True)
+    table.add_column(line(fields), overflow="fold")
     for r, values in zip(rows.iter_rows(named=True), cells, strict=True):
         table.add_row(f"#{r['id']}", Group(line(values, r["severity"]),
                                            Text(r["description_en"] or "")))
     return table
+
+
+def alerts_table(rows: pl.DataFrame) -> Table:
+    """Open alerts: `#id`, severity, date, store, metric, scope and impact."""
+    return _listing("ID", ALERT_FIELDS, rows, [
+        (r["severity"], str(r["alert_date"]), f"{r['store_name']} [{r['store_id']}]",
+         r["metric_name"], r["scope"], _money(r["impact_usd"]))
+        for r in rows.iter_rows(named=True)
+    ])
+
+
+INCIDENT_FIELDS = ("Severity", "Days", "Store", "Metrics", "Status", "Impact")
+
+
+def incidents_table(rows: pl.DataFrame) -> Table:
+    """Open incidents: `#id`, severity, days, store, lead metric (+ the others), status."""
+    def days(r: dict) -> str:
+        first, last = r["first_date"], r["last_date"]
+        return str(first) if first == last else f"{first}..{last}"
+
+    return _listing("Incident", INCIDENT_FIELDS, rows, [
+        (r["severity"], days(r), f"{r['store_name']} [{r['store_id']}]",
+         r["primary_metric"] + (f" +{r['alert_count'] - 1}" if r["alert_count"] > 1 else ""),
+         r["status"], _money(r["impact_usd"]))
+        for r in rows.iter_rows(named=True)
+    ])
 
 
 def health_table(grid: pl.DataFrame) -> Table:
@@ -176,6 +197,31 @@ def print_alerts(rows: pl.DataFrame, total: int, output: OutputFormat,
     else:
         print_table(alerts_table(rows))
         say(f"{footer}; acknowledge one with: store-anomaly ack ID --by NAME")
+
+
+def print_incidents(rows: pl.DataFrame, total: int, output: OutputFormat,
+                    filters: dict[str, object], filters_text: str) -> None:
+    """The open incidents in `output` format, with the true total."""
+    matching = f" matching {filters_text}" if filters_text else ""
+    footer = (f"No open incidents{matching}." if total == 0 else
+              f"showing {rows.height:,} of {_plural(total, 'open incident')}{matching}")
+    if output is OutputFormat.json:
+        say(json.dumps({
+            "total": total, "shown": rows.height,
+            "filters": {k: _json_value(v) for k, v in filters.items()},
+            "incidents": [{k: _json_value(v) for k, v in r.items()}
+                          for r in rows.iter_rows(named=True)],
+        }, ensure_ascii=False, indent=2))
+    elif output is OutputFormat.csv:
+        sys.stdout.write(rows.write_csv())
+        if rows.height < total:
+            print(f"{footer} (raise --limit for more)", file=sys.stderr)
+    elif rows.is_empty():
+        say(footer)
+    else:
+        print_table(incidents_table(rows))
+        say(f"{footer}; acknowledge one with: store-anomaly ack --incident ID --by NAME "
+            "(its alerts: alerts --each-alert)")
 
 
 def print_bulk_preview(bulk: BulkAck) -> None:

@@ -18,7 +18,9 @@ import sqlalchemy as sa
 from store_anomaly_assets.cli.errors import CliError, on_database, require_tables, scrub, secrets
 from store_anomaly_assets.config import DATABASES, AppConfig
 from store_anomaly_assets.db.analytics import acknowledgments as acks
-from store_anomaly_assets.db.analytics.schema import store_anomaly_alerts
+from store_anomaly_assets.db.analytics import incidents
+from store_anomaly_assets.db.analytics.incidents import open_incidents
+from store_anomaly_assets.db.analytics.schema import store_anomaly_alerts, store_anomaly_incidents
 from store_anomaly_assets.defs.resources import resolved_databases
 
 # How many of a bulk acknowledgment's alerts its preview lists.
@@ -87,19 +89,45 @@ class AlertPage:
     total: int  # every open alert matching the filters, not only the page
 
 
+def _alert_filter(config: AppConfig, query: AlertQuery) -> acks.AlertFilter:
+    store_ids: set[int] | None = set(query.stores) if query.stores else None
+    if query.district is not None:
+        in_district = district_store_ids(config, query.district)
+        store_ids = in_district if store_ids is None else store_ids & in_district
+    return acks.AlertFilter(severities=query.severities, store_ids=store_ids,
+                            since=query.since)
+
+
 def list_alerts(config: AppConfig, query: AlertQuery, limit: int) -> AlertPage:
     """The first `limit` open alerts matching `query`, and how many match in all."""
     analytics = resolved_databases(config)["analytics"]
     with on_database(analytics) as engine:
         require_tables(analytics, engine, [store_anomaly_alerts.name])
-        store_ids: set[int] | None = set(query.stores) if query.stores else None
-        if query.district is not None:
-            in_district = district_store_ids(config, query.district)
-            store_ids = in_district if store_ids is None else store_ids & in_district
-        filters = acks.AlertFilter(severities=query.severities, store_ids=store_ids,
-                                   since=query.since)
+        filters = _alert_filter(config, query)
         return AlertPage(acks.open_alerts(engine, limit=limit, filters=filters),
                          acks.count_open_alerts(engine, filters))
+
+
+def list_incidents(config: AppConfig, query: AlertQuery, limit: int) -> AlertPage:
+    """The first `limit` open incidents matching `query` (by their severity and days)."""
+    analytics = resolved_databases(config)["analytics"]
+    with on_database(analytics) as engine:
+        require_tables(analytics, engine, [store_anomaly_incidents.name])
+        rows, total = open_incidents(engine, _alert_filter(config, query), limit)
+        return AlertPage(rows, total)
+
+
+def acknowledge_incident(config: AppConfig, incident_id: int, by: str,
+                         note: str | None) -> tuple[str, int]:
+    """`ack --incident ID --by NAME`: the name as recorded and the alerts acknowledged."""
+    try:
+        name, note = acks.check_acknowledger(by), acks.check_note(note)
+        analytics = resolved_databases(config)["analytics"]
+        with on_database(analytics) as engine:
+            require_tables(analytics, engine, [store_anomaly_incidents.name])
+            return name, incidents.acknowledge_incident(engine, incident_id, name, note)
+    except (acks.AcknowledgmentError, LookupError, ValueError) as exc:
+        raise CliError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ RULE_WORDS: dict[str, tuple[str, str]] = {
         "连续8天位于中心线同一侧（WE4）",
     ),
     "WE5": ("6 days in a row each worse than the day before (WE5)", "连续6天逐日恶化（WE5）"),
+    "CUSUM": ("a sustained shift away from the expected level (CUSUM)",
+              "持续偏离预期水平（CUSUM累积和）"),
 }
 _THRESHOLD = re.compile(r"^Z>(\d+(?:\.\d+)?)$")
 
@@ -316,4 +318,58 @@ def build_alerts(
         pl.col("alert_date"), pl.col("severity").replace_strict(SEVERITY_ORDER),
         pl.col("impact_usd"), pl.col("store_id"), pl.col("metric_name"),
         descending=[False, False, True, False, False], nulls_last=True,
+    )
+
+
+def describe_incidents(incidents: pl.DataFrame, alerts: pl.DataFrame) -> pl.DataFrame:
+    """`incidents` with description_en and description_zh, from their alerts' texts.
+
+    `alerts` carry `incident_key`; an incident reads as its primary metric's latest alert
+    text, then what else moved with it: "Same incident: order count, drinks produced
+    (6 alerts, 2025-10-08)."
+    """
+    labels_en = {m: label.en.lower() for m, label in LABELS.items()}
+    labels_zh = {m: label.zh for m, label in LABELS.items()}
+    primary = (
+        alerts.join(incidents.select("incident_key", "primary_metric"), on="incident_key")
+        .filter(pl.col("metric_name") == pl.col("primary_metric"))
+        .sort("alert_date", descending=True)
+        .group_by("incident_key", maintain_order=True)
+        .agg(pl.col("description_en").first(), pl.col("description_zh").first())
+    )
+    others = (
+        alerts.join(incidents.select("incident_key", "primary_metric"), on="incident_key")
+        .filter(pl.col("metric_name") != pl.col("primary_metric"))
+        .group_by("incident_key")
+        .agg(pl.col("metric_name").unique().sort().alias("_others"))
+    )
+    days = pl.when(pl.col("first_date") == pl.col("last_date")).then(
+        pl.col("first_date").cast(pl.String)).otherwise(
+        pl.format("{} to {}", pl.col("first_date"), pl.col("last_date")))
+    days_zh = pl.when(pl.col("first_date") == pl.col("last_date")).then(
+        pl.col("first_date").cast(pl.String)).otherwise(
+        pl.format("{} 至 {}", pl.col("first_date"), pl.col("last_date")))
+    other_en = pl.col("_others").list.eval(pl.element().replace_strict(labels_en)).list.join(", ")
+    other_zh = pl.col("_others").list.eval(pl.element().replace_strict(labels_zh)).list.join("、")
+    n = pl.col("n_alerts").cast(pl.String)
+    return (
+        incidents.join(primary, on="incident_key", how="left")
+        .join(others, on="incident_key", how="left")
+        .with_columns(
+            description_en=pl.concat_str(
+                pl.col("description_en").fill_null(""),
+                pl.when(pl.col("_others").list.len() > 0)
+                .then(pl.format(" Same incident: {} ({} alerts, {}).", other_en, n, days))
+                .when(pl.col("n_alerts") > 1)
+                .then(pl.format(" ({} alerts, {}).", n, days)).otherwise(pl.lit("")),
+            ).str.strip_chars(),
+            description_zh=pl.concat_str(
+                pl.col("description_zh").fill_null(""),
+                pl.when(pl.col("_others").list.len() > 0)
+                .then(pl.format("同一事件还涉及：{}（共 {} 条告警，{}）。", other_zh, n, days_zh))
+                .when(pl.col("n_alerts") > 1)
+                .then(pl.format("（共 {} 条告警，{}）。", n, days_zh)).otherwise(pl.lit("")),
+            ),
+        )
+        .drop("_others")
     )

@@ -19,6 +19,13 @@ QUIET_ALERT_METRICS = ("revenue", "avg_production_seconds", "scheduled_hours",
 # ... and of scheduled hours only the understaffed side (service at risk): over-scheduling
 # is a cost for the weekly review, not a page.
 QUIET_LOW_SIDE_ONLY = ("scheduled_hours",)
+# The standard profile alerts on the same lead metrics and on order_count, which
+# measures demand with less noise than revenue (no basket-size noise) but duplicates it:
+# it may warn, never page at CRITICAL, so that a dimension's two near-identical series do
+# not double its false CRITICALs. The other metrics are scored alongside (health,
+# dashboards); an incident groups whatever alerts on the same days.
+STANDARD_ALERT_METRICS = (*QUIET_ALERT_METRICS, "order_count")
+STANDARD_WARNING_ONLY = ("order_count",)
 
 # Booleans people write for BASELINE_MASKING: false means off, true the default mode.
 _MASKING_WORDS = {"false": "off", "0": "off", "no": "off", "true": "exclude", "1": "exclude",
@@ -43,9 +50,22 @@ class SpcSettings(BaseModel):
         "off", description="BASELINE_MASKING: off, exclude or clip")
     rebaseline_days: int = Field(
         7, ge=1, description="REBASELINE_DAYS: masked days on one side that re-baseline")
-    # "quiet": each dimension's lead metric only, no INFO alerts, known events suppressed.
-    alert_profile: Literal["guide", "quiet"] = Field(
-        "guide", description="ALERT_PROFILE: guide or quiet")
+    # "guide": DESIGN section 5 to the letter. "quiet": the guide's statistics, each
+    # dimension's lead metric only, no INFO alerts, known events suppressed. "standard":
+    # calibrated limits on the log scale, exact tails for small counts, a one-sided CUSUM
+    # for sustained shifts, alerts on the lead metrics (docs/detection.md).
+    alert_profile: Literal["guide", "quiet", "standard"] = Field(
+        "standard", description="ALERT_PROFILE: standard, guide or quiet")
+    # The standard profile's CUSUM on the calibrated z of the adverse side: reference k,
+    # decision interval h, input winsorized at cusum_clip so that one outlying day (the
+    # point test's business) cannot signal alone. The defaults put its in-control ARL
+    # near a 3-sigma Shewhart chart's (calibration.cusum_arl, docs/detection.md).
+    cusum_k: float = Field(0.5, gt=0, allow_inf_nan=False,
+                           description="CUSUM_K: CUSUM reference value, in sigma")
+    cusum_h: float = Field(4.0, gt=0, allow_inf_nan=False,
+                           description="CUSUM_H: CUSUM decision interval, in sigma")
+    cusum_clip: float = Field(2.5, gt=0, allow_inf_nan=False,
+                              description="CUSUM_CLIP: CUSUM input winsorized at this z")
     known_events: Literal["us", "none"] = Field(
         "us", description="KNOWN_EVENTS: built-in calendar of public holidays, or none")
     known_events_file: str | None = Field(
@@ -106,6 +126,12 @@ class SpcSettings(BaseModel):
         and WE4/WE5 look 8 days back on the z series.
         """
         plain = self.rolling_window + 7 * self.dow_weeks + 10
+        if self.calibrated:
+            # Two robust passes, each a weekday effect over the previous `dow_weeks` weeks
+            # and robust limits over the previous window, then the baseline window: a day
+            # depends on 3 windows and 2 weekday spans before it (the CUSUM forgets its
+            # start within days in control).
+            return 3 * self.rolling_window + 2 * 7 * self.dow_weeks + 10
         # Masks need accurate baselines (`plain` days) and shape the next `plain` days:
         # read twice the history so a daily run finds the masks a backfill found.
         return 2 * plain if self.masking else plain
@@ -116,18 +142,49 @@ class SpcSettings(BaseModel):
 
     @property
     def alert_metrics(self) -> tuple[str, ...] | None:
-        """The metrics that may alert: all (None), or the quiet profile's lead metrics."""
-        return QUIET_ALERT_METRICS if self.alert_profile == "quiet" else None
+        """The metrics that may alert: all (None), or the profile's lead metrics."""
+        return {"quiet": QUIET_ALERT_METRICS,
+                "standard": STANDARD_ALERT_METRICS}.get(self.alert_profile)
 
     @property
     def low_side_only(self) -> tuple[str, ...]:
-        """Two-sided metrics that alert only below the centre line (quiet profile)."""
-        return QUIET_LOW_SIDE_ONLY if self.alert_profile == "quiet" else ()
+        """Two-sided metrics that alert only below the centre line (quiet, standard)."""
+        return () if self.alert_profile == "guide" else QUIET_LOW_SIDE_ONLY
 
     @property
     def info_alerts(self) -> bool:
-        """WE5 (sustained decline) raises INFO alerts; off in the quiet profile."""
+        """WE5 (sustained decline) raises INFO alerts; only in the guide profile."""
         return self.alert_profile == "guide"
+
+    @property
+    def warning_only(self) -> tuple[str, ...]:
+        """Alerting metrics whose alerts stop at WARNING (standard: order_count)."""
+        return STANDARD_WARNING_ONLY if self.calibrated else ()
+
+    @property
+    def calibrated(self) -> bool:
+        """Prediction-interval z on the log scale, exact count tails, robust baselines."""
+        return self.alert_profile == "standard"
+
+    @property
+    def zone_rules(self) -> tuple[int, ...]:
+        """The Western Electric rules evaluated besides WE1 (the 3-sigma point test).
+
+        The standard profile keeps WE2 (fast on large shifts) and replaces WE3-WE5 by
+        the CUSUM, which detects small sustained shifts sooner at the same false-alarm
+        rate (docs/detection.md).
+        """
+        return (2,) if self.calibrated else (2, 3, 4, 5)
+
+    @property
+    def point_warning(self) -> bool:
+        """A single day beyond SIGMA_WARNING warns (the guide's Z>2); not in standard."""
+        return not self.calibrated
+
+    @property
+    def cusum(self) -> bool:
+        """The one-sided CUSUM on the adverse side runs (standard profile)."""
+        return self.calibrated
 
     @property
     def suppress_known_events(self) -> bool:

@@ -13,6 +13,12 @@ DESIGN section 5, for store s, metric m and day D with value x(D):
 
 Everything is a polars expression over a complete per-series calendar, so "the previous
 28 days" is "the previous 28 rows".
+
+That is the `guide` (and `quiet`) profile, to the letter. The `standard` profile
+(`settings.calibrated`) scores on the log scale with robust baselines and calibrated
+prediction limits (`_calibrated_scores`), small counts from exact Poisson tails, keeps
+the 3-sigma point test and WE2, and adds a one-sided CUSUM per series on the adverse side
+(token `CUSUM` in rules_violated). `score_metrics` is the one entry point for both.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from store_anomaly_assets.core import calibration
 from store_anomaly_assets.core.calendar import EVENT_PREFIX
 from store_anomaly_assets.core.settings import SpcSettings
 
@@ -49,6 +56,23 @@ METRICS: dict[str, Metric] = {
     "inspection_score": Metric("quality", "low", spc=False),
 }
 SPC_METRICS = [name for name, m in METRICS.items() if m.spc]
+# Whole numbers: their std never falls below the rounding resolution, 1/sqrt(12).
+INTEGER_METRICS = ("order_count", "production_count", "headcount")
+# Small counts: the standard profile scores them from exact Poisson tails, with the point
+# test only (zone rules and the CUSUM assume a continuous, symmetric z).
+DISCRETE_METRICS = ("headcount",)
+# The std floor: a constant history still scores a change (a crew of 5 dropping to 2).
+STD_FLOOR_REL = 1e-3  # of the baseline mean (guide scale)
+LOG_STD_FLOOR = 5e-3  # on the log scale (standard profile): half a percent
+# Standard profile. Robust baselines leave out the days beyond ROBUST_SIGMAS robust
+# sigmas of their own baseline, the sigma from the 10%-90% quantile range.
+ROBUST_SIGMAS = 3.0
+ROBUST_Z90 = 1.2815515655446004  # the standard normal's 90% quantile
+# The weekday variance model of the metrics driven by the order count (see
+# `_calibrated_scores`): std proportional to level^(-POWER_GAMMA).
+POWER_GAMMA = 1 / 3
+POWER_METRICS = ("revenue", "order_count", "production_count")
+WE5_TOLERANCE = 1e-9  # WE5 steps smaller than this are ties, not a worsening
 
 SCORE_COLUMNS = [
     "store_id", "metric_date", "metric_name", "store_name", "metric_value", "baseline_mean",
@@ -68,7 +92,9 @@ def to_long(kpis: pl.DataFrame) -> pl.DataFrame:
             variable_name="metric_name",
             value_name="metric_value",
         )
-        .with_columns(pl.col("metric_value").cast(pl.Float64))
+        # NaN is not a value: polars sorts it above every number, so it would score
+        # as an extreme day.
+        .with_columns(pl.col("metric_value").cast(pl.Float64).fill_nan(None))
         .drop_nulls("metric_value")
     )
 
@@ -256,8 +282,10 @@ def _rule_flags(settings: SpcSettings) -> list[pl.Expr]:
             (signed[0] > 1.0) & complete(5) & (beyond_count(5, signed, 1.0) >= 4)
         )
         flags[f"we4_{side}"] = pl.all_horizontal([zi > 0 for zi in signed])
-        # Six consecutive days, each strictly further this way than the day before.
-        flags[f"we5_{side}"] = pl.all_horizontal([signed[i] > signed[i + 1] for i in range(6)])
+        # Six consecutive days, each strictly further this way than the day before (by
+        # more than rounding: equal values computed two ways are a tie).
+        flags[f"we5_{side}"] = pl.all_horizontal(
+            [signed[i] > signed[i + 1] + WE5_TOLERANCE for i in range(6)])
     return [expr.fill_null(False).alias(name) for name, expr in flags.items()]
 
 
@@ -278,14 +306,50 @@ def _adverse_z() -> pl.Expr:
     )
 
 
+# The CUSUM statistic is capped at CUSUM_CAP * h and its alarm, once on, holds until the
+# statistic is back at CUSUM_REARM * h: once a lasting change has entered the baseline
+# the alarm ends within about (CUSUM_CAP - CUSUM_REARM) * h / k days.
+CUSUM_CAP = 2.0
+CUSUM_REARM = 0.5
+
+
+def _with_cusum(frame: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame:
+    """`cusum_hi`/`cusum_lo`: the one-sided CUSUM of each side signals on that day.
+
+    S_t = min(cap, max(0, S_(t-1) + min(z_t, clip) - k)) on the side's rule z, from 0 at
+    the series' first row; a day without a rule z (missing, known event, not scored, a
+    discrete metric) adds nothing. In control S returns to 0 within days, and from then
+    on the start no longer matters: a run over the usual history finds what a backfill
+    finds. `frame` is sorted by series and day.
+    """
+    series = frame.select(pl.struct(_SERIES).rle_id()).to_series().to_numpy()
+    z = frame["_zc"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    h = settings.cusum_h
+    out = {}
+    for side, sign in (("hi", 1.0), ("lo", -1.0)):
+        step = np.minimum(sign * z, settings.cusum_clip) - settings.cusum_k
+        statistic = calibration.capped_cusum(np.nan_to_num(step, nan=0.0), series,
+                                             CUSUM_CAP * h)
+        # The alarm holds until the statistic falls back to CUSUM_REARM * h: a shift
+        # that lasts keeps one run of alert days instead of flickering around h.
+        state = np.where(statistic > h, 1.0, np.where(statistic <= CUSUM_REARM * h, 0.0,
+                                                      np.nan))
+        out[f"_state_{side}"] = pl.Series(state).fill_nan(None)
+    return frame.with_columns(**out).with_columns(
+        [pl.col(f"_state_{side}").forward_fill().over(_SERIES).fill_null(0.0).cast(pl.Boolean)
+         .alias(f"cusum_{side}") for side in ("hi", "lo")])
+
+
 def _rules_text(settings: SpcSettings) -> pl.Expr:
     threshold_only = (
-        (pl.col("adverse_z") > settings.sigma_warning)
+        pl.lit(settings.point_warning)
+        & (pl.col("adverse_z") > settings.sigma_warning)
         & ~pl.any_horizontal([pl.col(f"we_rule_{n}") for n in range(1, 5)])
     )
     tokens = [
         pl.when(pl.col(f"we_rule_{n}")).then(pl.lit(f"WE{n}")) for n in range(1, 6)
-    ] + [pl.when(threshold_only).then(pl.lit(f"Z>{settings.sigma_warning:g}"))]
+    ] + [pl.when(pl.col("cusum")).then(pl.lit("CUSUM")),
+         pl.when(threshold_only).then(pl.lit(f"Z>{settings.sigma_warning:g}"))]
     text = pl.concat_str(tokens, separator=",", ignore_nulls=True)
     return pl.when(text == "").then(None).otherwise(text)
 
@@ -323,6 +387,8 @@ def compute_zscores(
     frame = with_eligibility(frame, first_dates, settings.rolling_window).sort(
         [*_SERIES, "metric_date"]
     )
+    if settings.calibrated:
+        return _calibrated_scores(frame, settings)
     if settings.masking:
         frame = _masked_baseline(frame, settings)
     else:
@@ -330,13 +396,21 @@ def compute_zscores(
             frame = frame.with_columns(stage)
     mean, std, factor = pl.col("baseline_mean"), pl.col("baseline_std"), pl.col("dow_factor")
     has_baseline = pl.col("eligible") & mean.is_not_null() & std.is_not_null()
-    # Zero spread (constant history) gives no z rather than an infinite one.
-    has_spread = std > 1e-9 * pl.max_horizontal(mean.abs(), pl.lit(1.0))
-    return frame.with_columns(
+    # A constant history still scores a change: the std never falls below a floor far
+    # under any real day-to-day spread (a thousandth of the mean; for whole numbers
+    # their rounding resolution).
+    floor = pl.max_horizontal(
+        STD_FLOOR_REL * mean.abs(),
+        pl.when(pl.col("metric_name").is_in(INTEGER_METRICS)).then(12 ** -0.5).otherwise(0.0),
+        pl.lit(1e-9),
+    )
+    std_used = pl.max_horizontal(std, floor)
+    frame = frame.with_columns(
         [pl.when(has_baseline).then(c).alias(c.meta.output_name())
-         for c in (mean, std, pl.col("baseline_n"))]
-    ).with_columns(
-        z_score=pl.when(has_baseline & has_spread & pl.col("metric_value").is_not_null())
+         for c in (mean, std_used, pl.col("baseline_n"))]
+    )
+    return frame.with_columns(
+        z_score=pl.when(has_baseline & pl.col("metric_value").is_not_null())
         .then((pl.col("adjusted") - mean) / std),
         cl=mean * factor,
         ucl_2s=(mean + 2 * std) * factor,
@@ -344,6 +418,171 @@ def compute_zscores(
         ucl_3s=(mean + 3 * std) * factor,
         lcl_3s=(mean - 3 * std) * factor,
     )
+
+
+def _calibrated_scores(frame: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame:
+    """Steps 1-3 of the standard profile: log scale, robust baseline, calibrated z.
+
+    - Log scale with additive weekday effects: demand, times and ratios vary by a
+      multiplicative factor, so on the log scale one spread fits every weekday (a
+      pooled spread scaled by the weekday factor makes quiet days alarm more often).
+      effect(D) = mean log value on D's weekday over `dow_weeks` weeks minus the mean
+      over all days of those weeks; adjusted = log x - effect; 0 when not computable.
+    - Weekday variance: for the metrics driven by the order count the std also scales
+      with the weekday's level (`POWER_GAMMA`), since a quiet day's Poisson noise is
+      relatively larger.
+    - Robust baseline: a day beyond `ROBUST_SIGMAS` robust sigmas of its own baseline
+      is left out of later weekday effects and baselines (clipped at the limit where
+      leaving it out would leave fewer than `min_baseline_values`), so one incident does
+      not shift or widen the next weeks' expectation; a lasting change moves the
+      median within half a window and the baseline follows it.
+    - z is calibrated for the estimated mean and std (prediction interval, t with n - 1
+      degrees of freedom, see `calibration`); limits are where it crosses +/-2 and 3.
+    - Small counts (`DISCRETE_METRICS`): z from the exact Poisson tails around the
+      expected count, limits the Poisson quantiles.
+    Reported in the metric's units: baseline_mean = exp(mean) (the weekday-adjusted
+    level), baseline_std = baseline_mean * std (the day's spread, to first order; for a
+    count the Poisson sqrt(mean)), dow_factor = exp(effect), cl = baseline_mean *
+    dow_factor. A value of 0 or below scores beyond every limit (`calibration.Z_LIMIT`).
+    """
+    x, base = pl.col("metric_value"), pl.col("base_value")
+    weeks, window = settings.dow_weeks, settings.rolling_window
+    min_n, c = settings.min_baseline_values, ROBUST_SIGMAS
+
+    def weekday_effect(logs: pl.Expr, average: str) -> pl.Expr:
+        prior_logs = logs.shift(1)
+        if average == "median":
+            every = prior_logs.rolling_median(7 * weeks, min_samples=1)
+            same = prior_logs.rolling_median(weeks, min_samples=1)
+        else:
+            every = prior_logs.rolling_mean(7 * weeks, min_samples=1)
+            same = prior_logs.rolling_mean(weeks, min_samples=1)
+        return (same.over([*_SERIES, "weekday"]) - every.over(_SERIES)).fill_null(0.0)
+
+    def robust_clean(values: str) -> list[list[pl.Expr]]:
+        """`values` without the days beyond their own baseline's robust limits.
+
+        Limits: median +/- c robust sigmas, the sigma from the 10% and 90% quantiles
+        (they ignore the few incidents a month holds, and, unlike the quartiles, do not
+        collapse on a staffing series whose values are mostly one number). `_clean`
+        leaves those days out, `_clip` keeps them at the limit (used where leaving them
+        out would starve the baseline).
+        """
+        prior = pl.col(values).shift(1)
+        lo_q = prior.rolling_quantile(0.10, "linear", window, min_samples=min_n).over(_SERIES)
+        hi_q = prior.rolling_quantile(0.90, "linear", window, min_samples=min_n).over(_SERIES)
+        median = prior.rolling_median(window, min_samples=min_n).over(_SERIES)
+        spread = (pl.col("_hi_q") - pl.col("_lo_q")) / (2 * ROBUST_Z90)
+        lo, hi = pl.col("_med") - c * spread, pl.col("_med") + c * spread
+        return [
+            [median.alias("_med"), lo_q.alias("_lo_q"), hi_q.alias("_hi_q")],
+            [pl.when(pl.col("_med").is_null() | pl.col(values).is_between(lo, hi))
+             .then(pl.col(values)).alias("_clean"),
+             pl.when(pl.col("_med").is_not_null()).then(pl.col(values).clip(lo, hi))
+             .otherwise(pl.col(values)).alias("_clip")],
+        ]
+
+    base_log = pl.when(base > 0).then(base.log())
+    effect = pl.col("_effect")
+
+    def window_stats(values: pl.Expr, prefix: str) -> list[pl.Expr]:
+        prior = values.shift(1)
+        return [
+            prior.rolling_mean(window, min_samples=min_n).over(_SERIES).alias(f"{prefix}mean"),
+            prior.rolling_std(window, min_samples=min_n, ddof=1).over(_SERIES)
+            .alias(f"{prefix}sd"),
+            prior.is_not_null().cast(pl.Int32).rolling_sum(window, min_samples=1)
+            .over(_SERIES).alias(f"{prefix}n"),
+        ]
+
+    # Incidents often recur on one weekday (a weekly delivery, a shift that goes
+    # unfilled): the weekday effect must not absorb them either. First pass: medians,
+    # which a bad week or two do not move, to find the outlying days; second: the means
+    # without them, as efficient as plain means in control.
+    stages = [
+        [pl.col("metric_date").dt.weekday().alias("weekday"), base_log.alias("_base_log")],
+        [weekday_effect(pl.col("_base_log"), "median").alias("_effect0")],
+        [(pl.col("_base_log") - pl.col("_effect0")).alias("_adj0")],
+        *robust_clean("_adj0"),
+        [(pl.col("_clean") + pl.col("_effect0")).alias("_log_clean")],
+        [weekday_effect(pl.col("_log_clean"), "mean").alias("_effect")],
+        [pl.when(x > 0).then(x.log() - effect).alias("adjusted"),
+         (pl.col("_log_clean") - effect).alias("_base_adj")],
+        *robust_clean("_base_adj"),
+        window_stats(pl.col("_clean"), "_x") + window_stats(pl.col("_clip"), "_c"),
+        # Leaving days out keeps an incident from widening the next weeks' limits; when
+        # too many are out (a rough month), their clipped values stand in.
+        [pl.when(pl.col("_xn") >= min_n).then(pl.col(f"_x{k}")).otherwise(pl.col(f"_c{k}"))
+         .alias(name) for k, name in (("mean", "_mean"), ("sd", "_sd"), ("n", "baseline_n"))],
+    ]
+    # Weekday variance model: a count's Poisson part makes a quiet weekday vary more,
+    # in relative terms, than a busy one. For the metrics driven by the order count the
+    # std on weekday w is sigma * g_w with g_w = exp(-POWER_GAMMA * effect_w) (variance
+    # proportional to level^(-2 gamma), between pure demand shocks at 0 and pure Poisson
+    # at 1/2). The baseline's pooled std estimates sigma * rms(g) over its days.
+    power = pl.col("metric_name").is_in(POWER_METRICS)
+    g = pl.when(power).then((-POWER_GAMMA * pl.col("_effect")).exp()).otherwise(1.0)
+    g2_mean = (pl.when(pl.col("_clean").is_not_null()).then(pl.col("_g").pow(2)).shift(1)
+               .rolling_mean(window, min_samples=1).over(_SERIES))
+    stages += [
+        [g.alias("_g")],
+        [(pl.col("_g") / g2_mean.sqrt()).fill_null(1.0).alias("_scale")],
+    ]
+    for stage in stages:
+        frame = frame.with_columns(stage)
+    has_baseline = pl.col("eligible") & pl.col("_mean").is_not_null()
+    # Leaving out the days beyond c sigmas trims the in-control spread too: the std of a
+    # normal truncated at +/-c is sqrt(1 - 2c phi(c) / (2 Phi(c) - 1)) of the full one.
+    trimmed = calibration.truncated_variance(ROBUST_SIGMAS)
+    sd = pl.max_horizontal(pl.col("_sd") * pl.col("_scale") / np.sqrt(trimmed),
+                           pl.lit(LOG_STD_FLOOR))
+    frame = frame.with_columns(
+        _has=has_baseline.fill_null(False),
+        _sd=sd,
+        _discrete=pl.col("metric_name").is_in(DISCRETE_METRICS),
+        # Zero or negative on the log scale: beyond every limit, below the centre.
+        _t=pl.when(x <= 0).then(pl.lit(-np.inf))
+        .otherwise((pl.col("adjusted") - pl.col("_mean"))
+                   / (sd * (1 + 1 / pl.col("baseline_n")).sqrt())),
+    )
+    has = frame["_has"].to_numpy()
+    n = frame["baseline_n"].cast(pl.Float64).to_numpy()
+    mean = frame["_mean"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    spread = frame["_sd"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    effect_v = frame["_effect"].to_numpy()
+    value = frame["metric_value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    discrete = frame["_discrete"].to_numpy()
+    t = frame["_t"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    centre = np.exp(mean + effect_v)
+    z = np.where(discrete, calibration.poisson_z(value, centre),
+                 calibration.calibrated_z(t, n - 1))
+    z = np.where(has & ~np.isnan(value), z, np.nan)
+    limits = {}
+    for k in (2, 3):
+        half = calibration.prediction_multiplier(k, n) * spread
+        limits[f"lcl_{k}s"] = np.where(discrete, calibration.poisson_limit(-k, centre),
+                                       np.exp(mean + effect_v - half))
+        limits[f"ucl_{k}s"] = np.where(discrete, calibration.poisson_limit(k, centre),
+                                       np.exp(mean + effect_v + half))
+    level = np.exp(mean)
+    spread_units = np.where(discrete, np.sqrt(level), level * spread)
+    keep = pl.Series(has)
+
+    def column(name: str, values: np.ndarray) -> pl.Series:
+        return pl.Series(name, values, dtype=pl.Float64).fill_nan(None)
+
+    out = frame.with_columns(
+        column("z_score", z),
+        column("cl", centre), *(column(name, v) for name, v in limits.items()),
+        column("baseline_mean", level), column("baseline_std", spread_units),
+        column("dow_factor", np.exp(effect_v)),
+        pl.lit(False).alias("masked"),
+    ).with_columns(
+        [pl.when(keep).then(pl.col(name)).alias(name)
+         for name in ("cl", "ucl_2s", "lcl_2s", "ucl_3s", "lcl_3s", "baseline_mean",
+                      "baseline_std", "baseline_n")]
+    )
+    return out.drop([col for col in out.columns if col.startswith("_")])
 
 
 def with_adverse_z(frame: pl.DataFrame) -> pl.DataFrame:
@@ -371,13 +610,33 @@ def evaluate_rules(zscores: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame
     # A known-event day's z stays on its row but is left out of every run (NULL).
     frame = with_adverse_z(zscores).with_columns(
         z_rules=pl.when(event.is_null()).then(pl.col("z_score"))
-    ).with_columns(_lagged_z()).with_columns(_rule_flags(settings)).with_columns(
-        [_adverse(f"we{n}").alias(f"we_rule_{n}") for n in range(1, 6)]
+    ).with_columns(_lagged_z()).with_columns(_rule_flags(settings))
+    # The profile's rules only; a small count's discrete z gets the point test alone.
+    discrete = (pl.lit(settings.calibrated)
+                & pl.col("metric_name").is_in(DISCRETE_METRICS))
+    frame = frame.with_columns(
+        [_adverse("we1").alias("we_rule_1")]
+        + [(_adverse(f"we{n}") & ~discrete if n in settings.zone_rules else pl.lit(False))
+           .alias(f"we_rule_{n}") for n in range(2, 6)]
     )
+    if settings.cusum:
+        frame = frame.with_columns(_zc=pl.when(~discrete).then(pl.col("z_rules")))
+        frame = _with_cusum(frame, settings)
+        # Over-scheduling is no page in the profiles that alert below only.
+        below_only = pl.col("metric_name").is_in(list(settings.low_side_only))
+        frame = frame.with_columns(
+            cusum=pl.when(below_only).then(pl.col("cusum_lo")).otherwise(_adverse("cusum"))
+            .fill_null(False))
+    else:
+        frame = frame.with_columns(cusum=pl.lit(False))
     adverse_z = pl.col("adverse_z")
-    critical = (adverse_z > settings.sigma_critical) | pl.col("we_rule_1")
-    warning = (adverse_z > settings.sigma_warning) | pl.any_horizontal(
+    beyond_critical = (adverse_z > settings.sigma_critical) | pl.col("we_rule_1")
+    warning_only = pl.col("metric_name").is_in(list(settings.warning_only))
+    critical = beyond_critical & ~warning_only
+    warning = pl.any_horizontal(
         [pl.col(f"we_rule_{n}") for n in (2, 3, 4)]
+        + [pl.col("cusum"), beyond_critical,
+           pl.lit(settings.point_warning) & (adverse_z > settings.sigma_warning)]
     )
     info = pl.col("we_rule_5") if settings.info_alerts else pl.lit(False)
     # The quiet profile alerts on each dimension's lead metric only (scheduled hours on
@@ -397,8 +656,10 @@ def evaluate_rules(zscores: pl.DataFrame, settings: SpcSettings) -> pl.DataFrame
     event_fired = adverse_z > settings.sigma_warning
     event_text = pl.concat_str(
         [pl.lit(EVENT_PREFIX), event,
-         pl.when(adverse_z > settings.sigma_critical).then(pl.lit(",Z>3"))
-         .when(event_fired).then(pl.lit(",Z>2")).otherwise(pl.lit(""))]
+         pl.when(adverse_z > settings.sigma_critical)
+         .then(pl.lit(f",Z>{settings.sigma_critical:g}"))
+         .when(event_fired).then(pl.lit(f",Z>{settings.sigma_warning:g}"))
+         .otherwise(pl.lit(""))]
     ).str.slice(0, 64)
     event_severity = (
         pl.lit(None, dtype=pl.String) if settings.suppress_known_events
@@ -468,8 +729,15 @@ def score_metrics(
     settings: SpcSettings,
     events: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Steps 7-8 for every metric of `kpis`: SPC metrics and inspection thresholds."""
-    long = to_long(kpis)
+    """Steps 7-8 for every metric: SPC metrics and inspection thresholds, one path.
+
+    `kpis` is the KPI table (one row per store and day) or `to_long` of it, over the
+    history the settings need (`history_days` before the first day to score);
+    `first_dates` has store_id and first_date; `events` the known events (calendar).
+    Returns one row per store, day and metric with a value: SCORE_COLUMNS, `eligible`
+    and `adverse_z`, sorted by store, day and metric. Callers keep the days they score.
+    """
+    long = kpis if "metric_name" in kpis.columns else to_long(kpis)
     scored = evaluate_rules(compute_zscores(long, first_dates, settings, events), settings)
     return pl.concat(
         [scored, score_inspections(long, first_dates, settings)], how="vertical_relaxed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import polars as pl
@@ -40,7 +41,7 @@ def _declared_types(query: sa.Executable) -> dict[str, pl.DataType]:
 
 
 def read_frame(
-    engine: sa.Engine,
+    engine: sa.Engine | sa.Connection,
     query: sa.Executable,
     params: Mapping[str, Any] | None = None,
     schema_overrides: Mapping[str, pl.DataType | type[pl.DataType]] | None = None,
@@ -49,9 +50,11 @@ def read_frame(
 
     Column types come from the statement (a SELECT of typed columns), then
     `schema_overrides`: an empty result or an all-NULL column keeps its type instead of
-    polars' Null, and DECIMALs arrive as floats.
+    polars' Null, and DECIMALs arrive as floats. Given a connection, it reads inside that
+    connection's transaction.
     """
-    with engine.connect() as conn:
+    opened = engine.connect() if isinstance(engine, sa.Engine) else nullcontext(engine)
+    with opened as conn:
         result = conn.execute(query, dict(params or {}))
         columns = list(result.keys())
         rows = result.fetchall()

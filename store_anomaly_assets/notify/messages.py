@@ -23,7 +23,8 @@ from store_anomaly_assets.notify.routing import Recipient, Routing
 # apprise's notification types: they colour Slack/Teams cards.
 NOTIFY_TYPES = {"CRITICAL": "failure", "WARNING": "warning", "INFO": "info"}
 # The alert row as messages read it (and as the pending-alerts query selects it).
-ALERT_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {"id": pl.Int64, **ALERT_SCHEMA}
+ALERT_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
+    "id": pl.Int64, **ALERT_SCHEMA, "incident_id": pl.Int64}
 _STORE_INFO = {"store_id": pl.Int64, "store_name_cn": pl.String, "district": pl.String,
                "region": pl.String}
 
@@ -58,8 +59,10 @@ def _money(value: float | None) -> str | None:
     return None if value is None else f"${value:,.2f}"
 
 
-def format_alert(number: int, row: Mapping[str, Any]) -> str:
-    """One alert, bilingual, as a numbered block of a message."""
+def format_alert(number: int, row: Mapping[str, Any],
+                 same_incident: Sequence[Mapping[str, Any]] = ()) -> str:
+    """One incident, bilingual, as a numbered block of a message: its lead alert in full,
+    then the other alerts of `same_incident` in this message by metric."""
     severity = row["severity"]
     label = LABELS.get(row["metric_name"])
     metric = f"{label.en} / {label.zh}" if label else row["metric_name"]
@@ -81,11 +84,33 @@ def format_alert(number: int, row: Mapping[str, Any]) -> str:
     if row.get("scope") == "NETWORK":
         lines.append("   Scope 范围: NETWORK - half or more of the stores alerted on this metric "
                      "that day / 全网：半数以上门店当日同一指标告警")
+    if same_incident:
+        labels = [LABELS.get(r["metric_name"]) for r in same_incident]
+        en = ", ".join(lb.en if lb else r["metric_name"]
+                       for lb, r in zip(labels, same_incident, strict=True))
+        zh = "、".join(lb.zh if lb else r["metric_name"]
+                      for lb, r in zip(labels, same_incident, strict=True))
+        lines.append(f"   Same incident 同一事件: {en} / {zh}")
     lines.append(f"   Action: {row['recommended_action'] or ''}")
     lines.append(f"   建议: {row['recommended_action_zh'] or ''}")
-    lines.append(f"   Alert id 告警编号: {row['id']} (acknowledge with notes / 处理后请确认并备注: "
-                 f"store-anomaly ack {row['id']} --by NAME --note ...)")
+    incident = row.get("incident_id")
+    if incident is None:
+        lines.append(f"   Alert id 告警编号: {row['id']} (acknowledge with notes / "
+                     f"处理后请确认并备注: store-anomaly ack {row['id']} --by NAME --note ...)")
+    else:
+        lines.append(f"   Alert id 告警编号: {row['id']} · incident 事件 #{incident} (acknowledge "
+                     "the incident with notes / 处理后请确认该事件并备注: store-anomaly ack "
+                     f"--incident {incident} --by NAME --note ...)")
     return "\n".join(lines)
+
+
+def by_incident(rows: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """The rows grouped by incident, in the order each incident first appears."""
+    groups: dict[object, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        key = row.get("incident_id")
+        groups.setdefault(("alert", row["id"]) if key is None else key, []).append(row)
+    return list(groups.values())
 
 
 def _counts(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -104,12 +129,15 @@ def render_alert_message(
     worst = rows[0]["severity"]
     title = (f"[{worst}] Store anomaly alerts: {counts_en} | "
              f"门店异常告警：{counts_zh}")
+    incidents = by_incident(rows)
     intro = [
         f"Hello {recipient.name} ({recipient.role_label}),",
-        f"{len(rows)} store anomaly alert(s) for your stores, most severe first.",
-        f"您好，以下 {len(rows)} 条门店异常告警需要您关注（按严重程度排序）。",
+        f"{len(incidents)} incident(s), {len(rows)} store anomaly alert(s) for your stores, "
+        "most severe first.",
+        f"您好，以下 {len(incidents)} 个事件（{len(rows)} 条门店异常告警）"
+        "需要您关注（按严重程度排序）。",
     ]
-    blocks = [format_alert(i, r) for i, r in enumerate(rows, start=1)]
+    blocks = [format_alert(i, group[0], group[1:]) for i, group in enumerate(incidents, start=1)]
     outro = []
     if more:
         outro.append(f"{more} more alert(s) follow in a later message. / "

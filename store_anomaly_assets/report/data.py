@@ -25,7 +25,8 @@ HEALTH_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
 }
 # An alert row, and whether someone has acknowledged it.
 ALERT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
-    **contracts.ALERT_SCHEMA, "acknowledged": pl.Boolean, "acknowledged_by": pl.String,
+    "id": pl.Int64, **contracts.ALERT_SCHEMA, "acknowledged": pl.Boolean,
+    "acknowledged_by": pl.String, "incident_id": pl.Int64,
 }
 SERIES_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "store_id": pl.Int64, "metric_name": pl.String, "metric_date": pl.Date,

@@ -14,7 +14,7 @@ rules (`_Css`), no post-processing of the markup.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,8 @@ class _AlertCard:
     action_en: str | None
     action_zh: str | None
     chart: Markup
+    incident_id: int | None = None
+    evidence: tuple[_AlertRow, ...] = ()  # the incident's other alerts of the day
 
 
 def total_impact(alerts: pl.DataFrame) -> float:
@@ -246,6 +248,22 @@ def _row(alert: dict[str, Any]) -> _AlertRow:
     )
 
 
+def _incidents(alerts: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The day's alerts per incident, in the order each incident's lead alert comes."""
+    groups: dict[object, list[dict[str, Any]]] = {}
+    for position, alert in enumerate(alerts):
+        key = alert.get("incident_id")
+        groups.setdefault(("alert", position) if key is None else key, []).append(alert)
+    return list(groups.values())
+
+
+def _incident_card(group: list[dict[str, Any]], series: pl.DataFrame, day: date) -> _AlertCard:
+    """One card per incident: its lead alert's texts and chart, the others as evidence."""
+    lead = _card(group[0], series, day)
+    return replace(lead, incident_id=group[0].get("incident_id"),
+                   evidence=tuple(_row(a) for a in group[1:]))
+
+
 def _card(alert: dict[str, Any], series: pl.DataFrame, day: date) -> _AlertCard:
     en, zh, _unit = metric_label(alert["metric_name"])
     store = f"{alert['store_name'] or ''} ({alert['store_id']})"
@@ -287,6 +305,9 @@ def _context(data: ReportData, generated_at: datetime | None) -> dict[str, Any]:
     day = data.day
     weekday_en, weekday_zh = WEEKDAYS[day.weekday()]
     alerts = _sorted_alerts(data.alerts)
+    incidents = _incidents(alerts)
+    card_of = {id(a): _anchor(g[0]["store_id"], g[0]["metric_name"])
+               for g in incidents for a in g}
     return {
         "day": day,
         "weekday_en": weekday_en,
@@ -295,8 +316,8 @@ def _context(data: ReportData, generated_at: datetime | None) -> dict[str, Any]:
         "legend": _legend(),
         "grid": health_grid_svg(data.health, day),
         "grid_days": GRID_DAYS,
-        "rows": [_row(a) for a in alerts],
-        "cards": [_card(a, data.series, day) for a in alerts],
+        "rows": [replace(_row(a), anchor=card_of[id(a)]) for a in alerts],
+        "cards": [_incident_card(g, data.series, day) for g in incidents],
         "chart_days": CHART_DAYS,
         "quality": _quality(data.findings, day),
         "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),

@@ -34,5 +34,26 @@ def init_db(engine: sa.Engine) -> list[str]:
         with engine.begin() as conn:
             for statement in schema_statements():
                 conn.exec_driver_sql(statement)
+    _add_new_columns(engine)
     present = set(sa.inspect(engine).get_table_names())
     return [t for t in metadata.tables if t in present]
+
+
+def _add_new_columns(engine: sa.Engine) -> None:
+    """Add the nullable columns a newer release defines to tables an older one created.
+
+    CREATE TABLE IF NOT EXISTS leaves existing tables alone; their rows are user data
+    (acknowledgments), so the schema grows in place instead.
+    """
+    inspector = sa.inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present or not column.nullable:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} NULL")

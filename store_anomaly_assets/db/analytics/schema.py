@@ -1,4 +1,4 @@
-"""The six analytics tables and the run-lock holder (DESIGN section 4), as SQLAlchemy Core.
+"""The analytics tables and the run-lock holder (DESIGN section 4), as SQLAlchemy Core.
 
 `sql/02_create_analytics_schema.sql` is the same schema for MySQL 8 and MariaDB 10.11;
 `store_anomaly_tests/test_schema.py` proves the two do not drift.
@@ -115,9 +115,42 @@ store_anomaly_alerts = sa.Table(
     sa.Column("notified_at", sa.DateTime),
     sa.Column("created_at", sa.DateTime),
     *_audit(),
+    # store_anomaly_incidents.id; no foreign key, so the guide's SQL on alerts runs as is.
+    sa.Column("incident_id", sa.BigInteger),
     sa.UniqueConstraint("store_id", "alert_date", "metric_name", name="uq_alert_store_date_metric"),
     sa.Index("idx_alerts_alert_date", "alert_date"),
     sa.Index("idx_alerts_open", "acknowledged", "severity"),
+    sa.Index("idx_alerts_incident", "incident_id"),
+)
+
+# One store's alerts that share a cause (core/incidents.py): the unit people act on.
+# OPEN: not acknowledged, still alerting on the store's newest day; RESOLVED: not
+# acknowledged, the store has had a day without alert since; ACKNOWLEDGED.
+store_anomaly_incidents = sa.Table(
+    "store_anomaly_incidents",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("store_id", sa.BigInteger, nullable=False),
+    sa.Column("store_name", sa.String(128)),
+    sa.Column("first_date", sa.Date, nullable=False),
+    sa.Column("last_date", sa.Date, nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("primary_metric", sa.String(64), nullable=False),
+    sa.Column("dimensions", sa.String(64)),
+    sa.Column("scope", sa.String(16), nullable=False, server_default="STORE"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="OPEN"),
+    sa.Column("alert_count", sa.Integer, nullable=False),
+    sa.Column("impact_usd", _Money),
+    sa.Column("description_en", sa.Text),
+    sa.Column("description_zh", sa.Text),
+    sa.Column("acknowledged_by", sa.String(128)),
+    sa.Column("acknowledged_at", sa.DateTime),
+    sa.Column("ack_note", sa.Text),
+    sa.Column("notified_at", sa.DateTime),
+    sa.Column("created_at", sa.DateTime),
+    *_audit(),
+    sa.Index("idx_incidents_store_dates", "store_id", "first_date", "last_date"),
+    sa.Index("idx_incidents_status", "status", "severity"),
 )
 
 # Data-quality findings per store-day and source (core/quality.py). store_id is NULL for
@@ -182,6 +215,7 @@ ANALYTICS_TABLES = (
     store_anomaly_scores,
     store_health_scores,
     store_anomaly_alerts,
+    store_anomaly_incidents,
     store_data_quality,
     store_anomaly_pipeline_log,
 )

@@ -15,6 +15,7 @@ from datetime import date, datetime
 import polars as pl
 import sqlalchemy as sa
 
+from store_anomaly_assets.db.analytics.incidents import IncidentMerge, merge_incidents
 from store_anomaly_assets.db.analytics.schema import (
     store_anomaly_alerts,
     store_anomaly_scores,
@@ -126,6 +127,7 @@ class AlertMerge:
     updated: int
     removed: int
     kept_acknowledged: int
+    incidents: IncidentMerge
 
 
 # Columns a recompute may change; acknowledgment, notification and creation are the
@@ -152,7 +154,8 @@ def merge_alerts(
     New conditions are inserted; existing ones are updated in place (keeping `id`,
     acknowledgment and `created_at`; a changed severity clears `notified_at` so the
     escalation is notified); unacknowledged alerts whose condition no longer holds are
-    removed; acknowledged ones are always kept.
+    removed; acknowledged ones are always kept. In the same transaction the alerts are
+    grouped into incidents (db/analytics/incidents.py).
     """
     t = store_anomaly_alerts
     fresh = {tuple(r[k] for k in _KEY): r for r in frame_rows(alerts, [*_KEY, *_RECOMPUTED])}
@@ -208,4 +211,5 @@ def merge_alerts(
             ]
             _insert(conn, t, rows)
             inserted = len(rows)
-    return AlertMerge(inserted, updated, removed, kept)
+        incidents = merge_incidents(conn, store_ids, start, end, run_id, now)
+    return AlertMerge(inserted, updated, removed, kept, incidents)

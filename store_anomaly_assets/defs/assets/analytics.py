@@ -185,28 +185,18 @@ def build_analytics_assets(
         settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), active_store_ids(
             store_master
         )
+        # Steps 7 (z-scores) and 8 (rules, severity) are one pure function; the log keeps
+        # the guide's two rows: scoring, then the write of the scored rows.
         with logged_step(engine, context.run.run_id, start, end, 7) as step:
-            history = reads.read_kpis(
-                engine, store_ids, start - timedelta(days=settings.history_days), end
-            )
-            first_dates = reads.read_first_dates(engine, store_ids)
-            long = spc.to_long(history)
-            events = calendar.known_events(
-                store_ids, start - timedelta(days=settings.history_days), end,
-                settings.known_events, settings.known_events_file,
-            )
-            zscores = spc.compute_zscores(long, first_dates, settings, events)
-            step.rows_affected = zscores.filter(
-                pl.col("metric_date").is_between(start, end) & pl.col("z_score").is_not_null()
-            ).height
-        with logged_step(engine, context.run.run_id, start, end, 8) as step:
-            scored = pl.concat(
-                [
-                    spc.evaluate_rules(zscores, settings),
-                    spc.score_inspections(long, first_dates, settings),
-                ],
-                how="vertical_relaxed",
+            first_day = start - timedelta(days=settings.history_days)
+            scored = spc.score_metrics(
+                reads.read_kpis(engine, store_ids, first_day, end),
+                reads.read_first_dates(engine, store_ids), settings,
+                calendar.known_events(store_ids, first_day, end, settings.known_events,
+                                      settings.known_events_file),
             ).filter(pl.col("metric_date").is_between(start, end))
+            step.rows_affected = scored.filter(pl.col("z_score").is_not_null()).height
+        with logged_step(engine, context.run.run_id, start, end, 8) as step:
             step.rows_affected = replace_range(
                 engine, schema.store_anomaly_scores, scored, start, end, store_ids,
                 {"run_id": context.run.run_id, "updated_at": utcnow()},
@@ -308,6 +298,9 @@ def build_analytics_assets(
                 "updated": merged.updated,
                 "removed": merged.removed,
                 "acknowledged_kept": merged.kept_acknowledged,
+                "incidents_new": merged.incidents.inserted,
+                "incidents_updated": merged.incidents.updated,
+                "incidents_removed": merged.incidents.removed,
                 **range_metadata(alerts.height, start, end),
                 "latest_day_alerts": dg.MetadataValue.md(
                     _md_table(newest.select("store_name", "metric_name", "severity", "z_score",
