@@ -320,6 +320,10 @@ def test_overlapping_runs_on_a_mysql_instance_never_write_at_once(
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_MYSQL_USER": "root",
            "DAGSTER_MYSQL_PASS": "", "DAGSTER_MYSQL_HOST": "127.0.0.1",
            "DAGSTER_MYSQL_DB": "sat_dagster"}
+    # The instance's MySQL schema first, as `dagster instance migrate` does on deployment:
+    # two first runs at once would both try to create it.
+    subprocess.run([sys.executable, "-c", "import dagster as dg; dg.DagsterInstance.get()"],
+                   env=env, check=True, timeout=120)
     command = [sys.executable, "-m", "store_anomaly_assets.cli", "run"]
     first = subprocess.Popen([*command, "--backfill-from", "2025-12-01", "--backfill-to",
                               "2025-12-31"], env=env, stdout=subprocess.PIPE,

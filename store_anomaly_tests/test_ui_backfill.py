@@ -143,14 +143,14 @@ def test_ui_partition_range_backfill_fills_the_tables(
 
     log = read_frame(
         analytics_engine,
-        sa.text("SELECT run_id, step_number, status, partition_start, partition_end "
+        sa.text("SELECT run_id, step_number, step_name, status, partition_start, partition_end "
                 "FROM store_anomaly_pipeline_log WHERE started_at >= FROM_UNIXTIME(:t) - "
                 "INTERVAL 5 SECOND AND step_number BETWEEN 2 AND 10"),
         {"t": int(launched_at)},
     )
     assert set(log["step_number"]) == set(range(2, 11))
     assert set(log["status"]) == {"SUCCESS"}
-    ranged = log.filter(pl.col("step_number") == 6)
+    ranged = log.filter(pl.col("step_name") == "compute_kpis")
     # One ranged run covered all eleven days: single-run backfill policy.
     assert ranged.height == 1
     assert (ranged["partition_start"][0], ranged["partition_end"][0]) == (START, END)
