@@ -123,19 +123,30 @@ def merge_incidents(
             .when(pl.col("last_date") < pl.col("newest")).then(pl.lit("RESOLVED"))
             .otherwise(pl.lit("OPEN")),
         )
-        ids: dict[str, int] = {}
-        for row in frame_rows(summary, ["incident_key", "incident_id", "store_id",
-                                        *_RECOMPUTED]):
-            values = {c: row[c] for c in ("store_id", *_RECOMPUTED)}
-            values.update(run_id=run_id, updated_at=now)
-            if row["incident_id"] is None:
-                result = conn.execute(i.insert().values(**values, created_at=now))
-                ids[row["incident_key"]] = result.inserted_primary_key[0]
-                inserted += 1
-            else:
-                conn.execute(i.update().where(i.c.id == row["incident_id"]).values(**values))
-                ids[row["incident_key"]] = row["incident_id"]
-                updated += 1
+        rows = frame_rows(summary, ["incident_key", "incident_id", "store_id", *_RECOMPUTED])
+        fresh = [r for r in rows if r["incident_id"] is None]
+        kept = [r for r in rows if r["incident_id"] is not None]
+        ids = {r["incident_key"]: r["incident_id"] for r in kept}
+        if fresh:
+            # One statement for all new incidents; RETURNING in parameter order gives
+            # each its id (MariaDB 10.5+, MySQL through SQLAlchemy's insertmanyvalues,
+            # SQLite 3.35+).
+            inserted_ids = conn.execute(
+                i.insert().returning(i.c.id, sort_by_parameter_order=True),
+                [{c: r[c] for c in ("store_id", *_RECOMPUTED)}
+                 | {"run_id": run_id, "updated_at": now, "created_at": now} for r in fresh],
+            ).scalars().all()
+            ids.update(zip([r["incident_key"] for r in fresh], inserted_ids, strict=True))
+            inserted = len(fresh)
+        if kept:
+            conn.execute(
+                i.update().where(i.c.id == sa.bindparam("b_id")).values(
+                    {c: sa.bindparam(f"b_{c}") for c in ("store_id", *_RECOMPUTED)}
+                    | {"run_id": run_id, "updated_at": now}),
+                [{f"b_{c}": r[c] for c in ("store_id", *_RECOMPUTED)} | {"b_id": r["incident_id"]}
+                 for r in kept],
+            )
+            updated = len(kept)
         links = final.with_columns(
             new_id=pl.col("incident_key").replace_strict(ids, return_dtype=pl.Int64)
         ).filter(pl.col("prior_id").is_null() | (pl.col("prior_id") != pl.col("new_id")))
