@@ -494,6 +494,24 @@ def test_report_command_errors_are_one_line(backfilled_analytics: sa.Engine, tmp
     assert "cannot write the report" in last_error(capsys)
 
 
+def test_a_district_report_shows_only_its_stores(
+    backfilled_analytics: sa.Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report --district`: the district's stores, their alerts and incidents only."""
+    whole, district = tmp_path / "chain.html", tmp_path / "district.html"
+    assert main(["report", "--date", str(DAY), "--out", str(whole)]) == 0
+    assert main(["report", "--date", str(DAY), "--district", " district a ", "--out",
+                 str(district)]) == 0
+    capsys.readouterr()
+    page, chain = district.read_text(), whole.read_text()
+    # District A: 1101, 1102, 1106 and 1108 (1112 is not open yet).
+    assert 'data-stores="4"' in page and 'data-stores="4"' not in chain
+    assert "Midtown Manhattan" in page and "Brooklyn Heights" not in page
+    assert 'id="alert-1101-revenue"' in page
+    assert main(["report", "--date", str(DAY), "--district", "Nowhere"]) == 2
+    assert "--district 'Nowhere'" in last_error(capsys)
+
+
 def test_critical_emails_attach_the_daily_report(
     backfilled_analytics: sa.Engine, tmp_path: Path
 ) -> None:

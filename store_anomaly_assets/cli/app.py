@@ -294,8 +294,11 @@ def report(
     out: Annotated[Path | None, typer.Option(
         parser=parse_out, metavar="FILE",
         help="Output file (default: store_anomaly_report_<date>.html here).")] = None,
+    district: Annotated[str | None, typer.Option(
+        parser=parse_district, metavar="NAME",
+        help="Only the stores of a district (t_shop_info.district).")] = None,
 ) -> int:
-    written = tasks.write_report(configured(ctx), day, out)
+    written = tasks.write_report(configured(ctx), day, out, district)
     render.say(render.report_written(day, written))
     return 0
 

@@ -222,8 +222,10 @@ class WrittenReport:
     stores: int
 
 
-def write_report(config: AppConfig, day: date, out: Path | None) -> WrittenReport:
-    """The day's HTML report, written to `out` (default: store_anomaly_report_<day>.html)."""
+def write_report(config: AppConfig, day: date, out: Path | None,
+                 district: str | None = None) -> WrittenReport:
+    """The day's HTML report, written to `out` (default: store_anomaly_report_<day>.html);
+    with `district`, of that district's stores only."""
     from store_anomaly_assets.db.analytics import schema
     from store_anomaly_assets.report import NoReportData, load_report_data, write_report_data
 
@@ -237,7 +239,8 @@ def write_report(config: AppConfig, day: date, out: Path | None) -> WrittenRepor
                                            schema.store_anomaly_alerts.name,
                                            schema.store_anomaly_scores.name])
         try:
-            data = load_report_data(engine, day)
+            store_ids = None if district is None else district_store_ids(config, district)
+            data = load_report_data(engine, day, store_ids)
         except NoReportData as exc:
             raise CliError(f"{exc} in {analytics.describe()}") from None
     try:

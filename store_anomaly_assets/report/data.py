@@ -6,6 +6,7 @@ alike and returns typed frames (`read_frame` with the schemas below), empty or n
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -75,18 +76,34 @@ def _coverage(engine: sa.Engine) -> tuple[date | None, date | None]:
     return first, last
 
 
-def load_report_data(engine: sa.Engine, day: date) -> ReportData:
-    """Read the day's report data; NoReportData when no store has a health row that day."""
+def load_report_data(engine: sa.Engine, day: date,
+                     store_ids: Collection[int] | None = None) -> ReportData:
+    """Read the day's report data; NoReportData when no store has a health row that day.
+
+    `store_ids` limits the report to those stores (a district's); chain-wide data-quality
+    findings are shown either way.
+    """
     h, a, s = schema.store_health_scores, schema.store_anomaly_alerts, schema.store_anomaly_scores
+    q = schema.store_data_quality
     grid_start = day - timedelta(days=GRID_DAYS - 1)
+
+    def stores(column: sa.Column, chain_rows: bool = False) -> sa.ColumnElement[bool]:
+        if store_ids is None:
+            return sa.true()
+        chosen = column.in_(sorted(store_ids))
+        return chosen | column.is_(None) if chain_rows else chosen
+
     health = read_frame(
         engine,
         sa.select(*(h.c[c] for c in HEALTH_SCHEMA))
-        .where(h.c.metric_date.between(grid_start, day))
+        .where(h.c.metric_date.between(grid_start, day), stores(h.c.store_id))
         .order_by(h.c.store_id, h.c.metric_date),
         schema_overrides=HEALTH_SCHEMA,
     )
     if health.filter(pl.col("metric_date") == day).is_empty():
+        if store_ids is not None:
+            raise NoReportData(f"no analytics data for {day} for the {len(store_ids)} chosen "
+                               "store(s)")
         first, last = _coverage(engine)
         if first is None:
             raise NoReportData(f"no analytics data for {day}: store_health_scores is empty "
@@ -95,7 +112,8 @@ def load_report_data(engine: sa.Engine, day: date) -> ReportData:
                            f"{first}..{last}")
     alerts = read_frame(
         engine,
-        sa.select(*(a.c[c] for c in ALERT_SCHEMA)).where(a.c.alert_date == day)
+        sa.select(*(a.c[c] for c in ALERT_SCHEMA)).where(a.c.alert_date == day,
+                                                         stores(a.c.store_id))
         .order_by(a.c.store_id, a.c.metric_name),
         schema_overrides=ALERT_SCHEMA,
     )
@@ -112,11 +130,10 @@ def load_report_data(engine: sa.Engine, day: date) -> ReportData:
             .order_by(s.c.store_id, s.c.metric_name, s.c.metric_date),
             schema_overrides=SERIES_SCHEMA,
         ).join(pairs, on=["store_id", "metric_name"], how="semi")
-    q = schema.store_data_quality
     findings = read_frame(
         engine,
         sa.select(*(q.c[c] for c in contracts.FINDING_COLUMNS))
-        .where(q.c.metric_date.between(grid_start, day))
+        .where(q.c.metric_date.between(grid_start, day), stores(q.c.store_id, chain_rows=True))
         .order_by(q.c.metric_date.desc(), q.c.severity, q.c.source, q.c.store_id),
         schema_overrides=contracts.FINDING_SCHEMA,
     ).join(health.select("store_id", "store_name").unique("store_id"), on="store_id",
