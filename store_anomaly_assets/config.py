@@ -149,6 +149,13 @@ class AppConfig(BaseSettings, SpcSettings, DataQualitySettings):
     db_read_timeout_seconds: int = Field(600, ge=1, le=86400)
     # How long a run waits for another run's lock before it fails, saying who holds it.
     run_lock_timeout_seconds: int = Field(900, ge=0, le=86400)
+    # Scale (docs/scaling.md). The in-memory temporary table limit of the read-only source
+    # sessions, in MiB (0: the server's own); a backfill's aggregates must fit in it.
+    source_tmp_table_mb: int = Field(256, ge=0, le=65536)
+    # Range writes of at least this many rows use LOAD DATA LOCAL INFILE (0: never).
+    bulk_load_rows: int = Field(20000, ge=0)
+    # Stores scored, rated and alerted together: bounds a run's memory at any chain size.
+    store_batch_size: int = Field(500, ge=1)
 
     databases: dict[str, DatabaseSettings] = Field(default_factory=dict, exclude=True)
     notify: NotifySettings = Field(default_factory=NotifySettings, exclude=True)

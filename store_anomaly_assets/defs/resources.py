@@ -34,6 +34,8 @@ class Database(dg.ConfigurableResource):
     read_only: bool = Field(default=True, description="Open read-only sessions (sources)")
     connect_timeout_seconds: int = Field(default=10, description="DB_CONNECT_TIMEOUT_SECONDS")
     read_timeout_seconds: int = Field(default=600, description="DB_READ_TIMEOUT_SECONDS")
+    tmp_table_mb: int = Field(default=0, description="SOURCE_TMP_TABLE_MB (source sessions)")
+    bulk_load_rows: int = Field(default=0, description="BULK_LOAD_ROWS (analytics writes)")
 
     @property
     def sqlite_path(self) -> Path:
@@ -51,7 +53,8 @@ class Database(dg.ConfigurableResource):
 
     def _engine(self, url: sa.URL, read_only: bool) -> sa.Engine:
         return engines.create_engine(url, read_only, self.connect_timeout_seconds,
-                                     self.read_timeout_seconds)
+                                     self.read_timeout_seconds, self.tmp_table_mb,
+                                     self.bulk_load_rows)
 
     def engine(self) -> sa.Engine:
         if self.is_sqlite and not self.sqlite_path.exists():
@@ -95,6 +98,10 @@ def database_resources(config: AppConfig) -> dict[str, Database]:
             "connect_timeout_seconds": config.db_connect_timeout_seconds,
             "read_timeout_seconds": config.db_read_timeout_seconds,
         }
+        if prefix == ANALYTICS_PREFIX:
+            settings["bulk_load_rows"] = config.bulk_load_rows
+        else:
+            settings["tmp_table_mb"] = config.source_tmp_table_mb
         if db.configured:
             settings.update(host=db.host, port=db.port, user=db.user)
             if db.password.get_secret_value():
@@ -118,11 +125,13 @@ class AnomalySettings(dg.ConfigurableResource, SpcSettings, DataQualitySettings)
 
     active_stores: list[int] = Field(default_factory=list, description="Allow-list; empty: all")
     log_retention_days: int = Field(default=90, description="LOG_RETENTION_DAYS")
+    store_batch_size: int = Field(default=500, description="STORE_BATCH_SIZE")
 
     @classmethod
     def from_config(cls, config: AppConfig) -> AnomalySettings:
         return cls(**config.spc.model_dump(), **config.data_quality.model_dump(),
                    active_stores=list(config.active_stores),
+                   store_batch_size=config.store_batch_size,
                    log_retention_days=config.log_retention_days)
 
 

@@ -7,6 +7,8 @@ inputs back from the analytics database, so any one of them can be re-materializ
 """
 
 
+import time
+from collections.abc import Sequence
 from datetime import timedelta
 
 import dagster as dg
@@ -21,9 +23,9 @@ from store_anomaly_assets.db.analytics.pipeline_log import logged_step, utcnow, 
 from store_anomaly_assets.db.analytics.reads import days_without_rows, format_days
 from store_anomaly_assets.db.analytics.writes import (
     merge_alerts,
+    range_writer,
     replace_findings,
     replace_kpis,
-    replace_range,
 )
 from store_anomaly_assets.db.sources.extraction import active_store_ids
 from store_anomaly_assets.defs.assets.metadata import asset_attributes, range_metadata
@@ -37,6 +39,13 @@ GROUP = "analytics"
 # rewrite of a range whose source lost rows. `store-anomaly run --accept-source-gaps`
 # sets it; in the UI, add the tag to the run or backfill.
 ACCEPT_SOURCE_GAPS_TAG = "store_anomaly/accept_source_gaps"
+
+
+def store_batches(store_ids: Sequence[int], size: int) -> list[list[int]]:
+    """The stores in batches of STORE_BATCH_SIZE; scores and health are per store, so a
+    batch's results do not depend on the other stores."""
+    ids = list(store_ids)
+    return [ids[i:i + size] for i in range(0, len(ids), size)] or [[]]
 
 
 def _md_table(frame: pl.DataFrame, limit: int = 10) -> str:
@@ -186,25 +195,50 @@ def build_analytics_assets(
             store_master
         )
         # Steps 7 (z-scores) and 8 (rules, severity) are one pure function; the log keeps
-        # the guide's two rows: scoring, then the write of the scored rows.
-        with logged_step(engine, context.run.run_id, start, end, 7) as step:
-            first_day = start - timedelta(days=settings.history_days)
-            scored = spc.score_metrics(
-                reads.read_kpis(engine, store_ids, first_day, end),
-                reads.read_first_dates(engine, store_ids), settings,
-                calendar.known_events(store_ids, first_day, end, settings.known_events,
-                                      settings.known_events_file),
-            ).filter(pl.col("metric_date").is_between(start, end))
-            step.rows_affected = scored.filter(pl.col("z_score").is_not_null()).height
-        with logged_step(engine, context.run.run_id, start, end, 8) as step:
-            step.rows_affected = replace_range(
-                engine, schema.store_anomaly_scores, scored, start, end, store_ids,
-                {"run_id": context.run.run_id, "updated_at": utcnow()},
-            )
-        by_severity = scored.group_by("severity").len().drop_nulls("severity")
+        # the guide's two rows: scoring, then the write of the scored rows. Stores are
+        # scored and written in batches inside one transaction, so a run's memory follows
+        # the batch rather than the chain; each step's row carries its own share of time.
+        run_id, first_day = context.run.run_id, start - timedelta(days=settings.history_days)
+        audit = {"run_id": run_id, "updated_at": utcnow()}
+        started, step, scoring_s, scored_rows, scored_all = utcnow(), 7, 0.0, 0, False
+        batches, severities = store_batches(store_ids, anomaly_settings.store_batch_size), []
+        try:
+            with range_writer(engine, schema.store_anomaly_scores, start, end, store_ids,
+                              audit) as writer:
+                for number, ids in enumerate(batches, start=1):
+                    step, clock = 7, time.perf_counter()
+                    scored = spc.score_metrics(
+                        reads.read_kpis(engine, ids, first_day, end),
+                        reads.read_first_dates(engine, ids), settings,
+                        calendar.known_events(ids, first_day, end, settings.known_events,
+                                              settings.known_events_file),
+                    ).filter(pl.col("metric_date").is_between(start, end))
+                    scored_rows += scored.filter(pl.col("z_score").is_not_null()).height
+                    severities.append(scored.group_by("severity").len())
+                    scoring_s += time.perf_counter() - clock
+                    step, scored_all = 8, number == len(batches)
+                    writer.append(scored)
+                    del scored
+        except Exception as exc:
+            if step == 8 and scored_all:
+                write_log_row(engine, run_id, start, end, 7, "SUCCESS",
+                              rows_affected=scored_rows, duration_seconds=round(scoring_s, 3),
+                              started_at=started)
+            write_log_row(engine, run_id, start, end, step, "FAILED",
+                          duration_seconds=round((utcnow() - started).total_seconds(), 3),
+                          error_message=f"{type(exc).__name__}: {exc}", started_at=started)
+            raise
+        write_log_row(engine, run_id, start, end, 7, "SUCCESS", rows_affected=scored_rows,
+                      duration_seconds=round(scoring_s, 3), started_at=started)
+        write_log_row(engine, run_id, start, end, 8, "SUCCESS", rows_affected=writer.rows,
+                      duration_seconds=round(writer.seconds, 3), started_at=started)
+        rows_written = writer.rows
+        by_severity = (pl.concat(severities).group_by("severity").agg(pl.col("len").sum())
+                       .drop_nulls("severity") if severities else
+                       pl.DataFrame(schema={"severity": pl.String, "len": pl.UInt32}))
         return dg.MaterializeResult(
             metadata={
-                **range_metadata(step.rows_affected, start, end),
+                **range_metadata(rows_written, start, end),
                 **{f"{s.lower()}_scores": n for s, n in by_severity.iter_rows()},
             }
         )
@@ -226,23 +260,28 @@ def build_analytics_assets(
         settings, engine, store_ids = anomaly_settings.spc, analytics.engine(), active_store_ids(
             store_master
         )
-        with logged_step(engine, context.run.run_id, start, end, 9) as step:
-            days = reads.read_kpis(engine, store_ids, start, end, ["store_id", "metric_date",
-                                                                    "store_name"])
-            days = spc.with_eligibility(
-                days, reads.read_first_dates(engine, store_ids), settings.rolling_window
-            )
-            inspections = reads.read_kpis(
-                engine, store_ids, start - timedelta(days=settings.quality_lookback_days), end,
-                ["store_id", "metric_date", "inspection_score"],
-            ).drop_nulls("inspection_score")
-            scores = spc.with_adverse_z(reads.read_scores(engine, store_ids, start, end,
-                                                          reads.HEALTH_SCORE_COLUMNS))
-            frame = health.health_scores(days, scores, inspections, settings)
-            step.rows_affected = replace_range(
-                engine, schema.store_health_scores, frame, start, end, store_ids,
-                {"run_id": context.run.run_id, "updated_at": utcnow()},
-            )
+        audit = {"run_id": context.run.run_id, "updated_at": utcnow()}
+        last_days = []
+        with (logged_step(engine, context.run.run_id, start, end, 9) as step,
+              range_writer(engine, schema.store_health_scores, start, end, store_ids,
+                           audit) as writer):
+            for ids in store_batches(store_ids, anomaly_settings.store_batch_size):
+                days = reads.read_kpis(engine, ids, start, end, ["store_id", "metric_date",
+                                                                 "store_name"])
+                days = spc.with_eligibility(
+                    days, reads.read_first_dates(engine, ids), settings.rolling_window
+                )
+                inspections = reads.read_kpis(
+                    engine, ids, start - timedelta(days=settings.quality_lookback_days), end,
+                    ["store_id", "metric_date", "inspection_score"],
+                ).drop_nulls("inspection_score")
+                scores = spc.with_adverse_z(reads.read_scores(engine, ids, start, end,
+                                                              reads.HEALTH_SCORE_COLUMNS))
+                frame = health.health_scores(days, scores, inspections, settings)
+                writer.append(frame)
+                last_days.append(frame.filter(pl.col("metric_date") == end))
+            step.rows_affected = writer.rows
+        frame = pl.concat(last_days)
         last_day = frame.filter(pl.col("metric_date") == end).sort("health_score", nulls_last=True)
         return dg.MaterializeResult(
             metadata={
