@@ -11,6 +11,7 @@ from guide_sql import ACTIVE_ALERTS, FAILED_STEPS, FRESHNESS, LATEST_RUN
 from oracle import expected_kpis
 
 from store_anomaly_assets.cli import RunOutcome
+from store_anomaly_assets.config import AppConfig
 from store_anomaly_assets.db.frames import read_frame
 from store_anomaly_assets.demo import synthetic
 
@@ -234,3 +235,41 @@ def test_guide_alert_order_is_severity_then_newest(analytics_engine: sa.Engine) 
     rank = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
     keys = [(rank[r.severity], -r.alert_date.toordinal()) for r in rows]
     assert keys == sorted(keys)
+
+
+def test_reconciliation_catches_a_kpi_that_differs_from_the_orders(
+    backfill: RunOutcome, analytics_engine: sa.Engine, source_engines: dict[str, sa.Engine],
+    settings: AppConfig,
+) -> None:
+    """The check recomputes from t_order on its own: a cent off on an edge day, or a
+    mid-range day off, is found; the untouched tables pass."""
+    from store_anomaly_assets.db.sources.extraction import load_store_master
+    from store_anomaly_assets.defs.checks import reconcile_kpis
+
+    first, last = date(2026, 1, 5), date(2026, 1, 18)
+    stores = load_store_master(source_engines["OPSHOP_"]).filter(pl.col("is_active"))
+
+    def found() -> list[str]:
+        return reconcile_kpis(analytics_engine, source_engines["SALESORDER_"], stores,
+                              settings.max_order_amount, first, last).problems
+
+    assert found() == []
+    # A cent off on the last day: both the order-by-order and the range comparisons see
+    # it; $5 off mid-range: the range totals do.
+    for day, delta, expected in ((last, 0.01, ["order by order", "over"]),
+                                 (date(2026, 1, 11), 5.0, ["over"])):
+        with analytics_engine.begin() as conn:
+            conn.execute(sa.text("UPDATE store_kpi_daily SET revenue = revenue + :d "
+                                 "WHERE store_id = 1101 AND metric_date = :day"),
+                         {"d": delta, "day": day})
+        try:
+            problems = found()
+        finally:
+            with analytics_engine.begin() as conn:
+                conn.execute(sa.text("UPDATE store_kpi_daily SET revenue = revenue - :d "
+                                     "WHERE store_id = 1101 AND metric_date = :day"),
+                             {"d": delta, "day": day})
+        assert len(problems) == len(expected), problems
+        for problem, what in zip(problems, expected, strict=True):
+            assert what in problem and "store_id=1101" in problem, problem
+    assert found() == []
