@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS store_health_scores (
     dimensions_used  VARCHAR(64)  NULL,
     run_id           VARCHAR(64)  NULL,
     updated_at       DATETIME     NULL,
+    district         VARCHAR(64)  NULL,
+    region           VARCHAR(64)  NULL,
     PRIMARY KEY (store_id, metric_date),
     KEY idx_health_metric_date (metric_date)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -131,6 +133,8 @@ CREATE TABLE IF NOT EXISTS store_anomaly_incidents (
     created_at      DATETIME      NULL,
     run_id          VARCHAR(64)   NULL,
     updated_at      DATETIME      NULL,
+    district        VARCHAR(64)   NULL,
+    region          VARCHAR(64)   NULL,
     PRIMARY KEY (id),
     KEY idx_incidents_store_dates (store_id, first_date, last_date),
     KEY idx_incidents_status (status, severity)

@@ -35,7 +35,8 @@ _ALERT_TYPES = {"id": pl.Int64, "store_id": pl.Int64, "alert_date": pl.Date,
 # What a recompute rewrites on an incident; acknowledgment and notification are kept.
 _RECOMPUTED = ("store_name", "first_date", "last_date", "severity", "primary_metric",
                "dimensions", "scope", "status", "alert_count", "impact_usd",
-               "description_en", "description_zh")
+               "description_en", "description_zh", "district", "region")
+PLACE_TYPES = {"store_id": pl.Int64, "district": pl.String, "region": pl.String}
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,22 @@ def _final_incidents(alerts: pl.DataFrame, acknowledged: set[int]) -> pl.DataFra
     return pl.concat([open_part.select(kept.columns), kept])
 
 
+def _places(places: pl.DataFrame | None) -> pl.DataFrame:
+    if places is None:
+        return pl.DataFrame(schema=PLACE_TYPES)
+    return places.select([pl.col(c).cast(t) for c, t in PLACE_TYPES.items()]).unique(
+        "store_id", keep="first")
+
+
 def merge_incidents(
     conn: sa.Connection, store_ids: Sequence[int], start: date, end: date, run_id: str,
-    now: datetime,
+    now: datetime, places: pl.DataFrame | None = None,
 ) -> IncidentMerge:
     """Group the stores' alerts around start..end into incidents, inside `conn`'s
-    transaction (the one that merged the alerts), and link each alert to its incident."""
+    transaction (the one that merged the alerts), and link each alert to its incident.
+
+    `places` (store_id, district, region) gives each incident its store's district and
+    region; without it they are NULL."""
     a, i = store_anomaly_alerts, store_anomaly_incidents
     stores = list(store_ids)
     lo, hi = _window(conn, stores, start, end)
@@ -117,7 +128,7 @@ def merge_incidents(
             newest=pl.col("store_id").replace_strict(newest, default=None,
                                                      return_dtype=pl.Date),
             alert_count=pl.col("n_alerts").cast(pl.Int64),
-        ).with_columns(
+        ).join(_places(places), on="store_id", how="left").with_columns(
             status=pl.when(pl.col("incident_id").is_in(list(acknowledged))
                            & pl.col("all_acknowledged")).then(pl.lit("ACKNOWLEDGED"))
             .when(pl.col("last_date") < pl.col("newest")).then(pl.lit("RESOLVED"))
@@ -189,9 +200,10 @@ def acknowledge_incident(engine: sa.Engine, incident_id: int, by: str,
         ).rowcount
 
 
-INCIDENT_LIST_COLUMNS = ["id", "store_id", "store_name", "first_date", "last_date", "severity",
-                         "primary_metric", "dimensions", "scope", "status", "alert_count",
-                         "impact_usd", "description_en", "description_zh"]
+INCIDENT_LIST_COLUMNS = ["id", "store_id", "store_name", "district", "region", "first_date",
+                         "last_date", "severity", "primary_metric", "dimensions", "scope",
+                         "status", "alert_count", "impact_usd", "description_en",
+                         "description_zh"]
 
 
 def _open_incident_conditions(filters: AlertFilter) -> list[sa.ColumnElement[bool]]:

@@ -22,6 +22,15 @@ def _audit() -> list[sa.Column]:
     ]
 
 
+def _place() -> list[sa.Column]:
+    """The store's district and region (t_shop_info), for district views and routing.
+    Nullable and last, so the guide's SQL runs as is and an existing table gains them."""
+    return [
+        sa.Column("district", sa.String(64)),
+        sa.Column("region", sa.String(64)),
+    ]
+
+
 store_kpi_daily = sa.Table(
     "store_kpi_daily",
     metadata,
@@ -86,6 +95,7 @@ store_health_scores = sa.Table(
     sa.Column("health_status", sa.String(20), nullable=False),
     sa.Column("dimensions_used", sa.String(64)),
     *_audit(),
+    *_place(),
     sa.Index("idx_health_metric_date", "metric_date"),
 )
 
@@ -149,6 +159,7 @@ store_anomaly_incidents = sa.Table(
     sa.Column("notified_at", sa.DateTime),
     sa.Column("created_at", sa.DateTime),
     *_audit(),
+    *_place(),
     sa.Index("idx_incidents_store_dates", "store_id", "first_date", "last_date"),
     sa.Index("idx_incidents_status", "status", "severity"),
 )

@@ -268,6 +268,7 @@ def merge_alerts(
     store_ids: Sequence[int],
     run_id: str,
     now: datetime,
+    places: pl.DataFrame | None = None,
 ) -> AlertMerge:
     """Merge recomputed alerts for start..end into the table in one transaction.
 
@@ -275,7 +276,8 @@ def merge_alerts(
     acknowledgment and `created_at`; a changed severity clears `notified_at` so the
     escalation is notified); unacknowledged alerts whose condition no longer holds are
     removed; acknowledged ones are always kept. In the same transaction the alerts are
-    grouped into incidents (db/analytics/incidents.py).
+    grouped into incidents (db/analytics/incidents.py), which carry `places`' district and
+    region (store_id, district, region).
     """
     t = store_anomaly_alerts
     fresh = {tuple(r[k] for k in _KEY): r for r in frame_rows(alerts, [*_KEY, *_RECOMPUTED])}
@@ -331,5 +333,5 @@ def merge_alerts(
             ]
             _insert(conn, t, rows)
             inserted = len(rows)
-        incidents = merge_incidents(conn, store_ids, start, end, run_id, now)
+        incidents = merge_incidents(conn, store_ids, start, end, run_id, now, places)
     return AlertMerge(inserted, updated, removed, kept, incidents)

@@ -172,6 +172,13 @@ def active_store_ids(stores: pl.DataFrame) -> list[int]:
     return stores.filter(pl.col("is_active"))["store_id"].to_list()
 
 
+def store_places(stores: pl.DataFrame) -> pl.DataFrame:
+    """Each store's district and region, blank names as NULL (store_id, district, region)."""
+    blank_as_null = [pl.col(c).str.strip_chars().replace("", None).alias(c)
+                     for c in ("district", "region")]
+    return stores.select("store_id", *blank_as_null)
+
+
 def utc_bounds(time_zones: Sequence[str], start: date, end: date) -> tuple[datetime, datetime]:
     """Naive UTC [lo, hi) covering local days start..end in every given time zone."""
     utc = ZoneInfo("UTC")

@@ -27,7 +27,7 @@ from store_anomaly_assets.db.analytics.writes import (
     replace_findings,
     replace_kpis,
 )
-from store_anomaly_assets.db.sources.extraction import active_store_ids
+from store_anomaly_assets.db.sources.extraction import active_store_ids, store_places
 from store_anomaly_assets.defs.assets.metadata import asset_attributes, range_metadata
 from store_anomaly_assets.defs.partitions import partition_dates
 from store_anomaly_assets.defs.resources import AnomalySettings, Database
@@ -261,6 +261,7 @@ def build_analytics_assets(
             store_master
         )
         audit = {"run_id": context.run.run_id, "updated_at": utcnow()}
+        places = store_places(store_master)
         last_days = []
         with (logged_step(engine, context.run.run_id, start, end, 9) as step,
               range_writer(engine, schema.store_health_scores, start, end, store_ids,
@@ -277,7 +278,8 @@ def build_analytics_assets(
                 ).drop_nulls("inspection_score")
                 scores = spc.with_adverse_z(reads.read_scores(engine, ids, start, end,
                                                               reads.HEALTH_SCORE_COLUMNS))
-                frame = health.health_scores(days, scores, inspections, settings)
+                frame = health.health_scores(days, scores, inspections, settings).join(
+                    places, on="store_id", how="left")
                 writer.append(frame)
                 last_days.append(frame.filter(pl.col("metric_date") == end))
             step.rows_affected = writer.rows
@@ -321,7 +323,7 @@ def build_analytics_assets(
             issues = reads.read_findings(engine, store_ids, start, end, ["ERROR"])
             alerts = alert_stats.build_alerts(scores, settings, issues)
             merged = merge_alerts(engine, alerts, start, end, store_ids, context.run.run_id,
-                                  utcnow())
+                                  utcnow(), store_places(store_master))
             step.rows_affected = merged.inserted + merged.updated
         # Step 11 closes the run's log: what the graph did, in one row.
         write_log_row(
