@@ -59,7 +59,8 @@ class SettingsError(ValueError):
         if not field:
             return cls(f"settings: {reason}")
         value = first.get("input")
-        shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+        secret = any(word in name for word in ("PASS", "SECRET"))
+        shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
         return cls(f"setting {name}{shown}: {reason}")
 
 
@@ -117,6 +118,44 @@ class NotifySettings(BaseSettings):
         return value.rstrip("/") or None if value else None
 
 
+class WebSettings(BaseSettings):
+    """The acknowledgment web app (`store-anomaly serve`) and the links messages carry.
+
+    `ACK_LINK_SECRET` signs the links; without it, messages carry no acknowledgment link
+    and `serve` refuses to start. `SERVE_PUBLIC_URL` is the address people open (the
+    reverse proxy's, in production); by default the server's own.
+    """
+
+    model_config = _env()
+
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8088, ge=1, le=65535)
+    serve_public_url: str | None = None
+    ack_link_secret: SecretStr | None = None
+    ack_link_ttl_hours: int = Field(168, ge=1, le=24 * 366)
+    grafana_url: str | None = None
+
+    @field_validator("ack_link_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("serve_public_url", "grafana_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("give an http:// or https:// address")
+        return value.rstrip("/")
+
+    @property
+    def public_url(self) -> str:
+        return self.serve_public_url or f"http://{self.serve_host}:{self.serve_port}"
+
+
 def _store_ids(value: object) -> object:
     """ACTIVE_STORES: `1127, 1128` (empty means every active store)."""
     if not isinstance(value, str):
@@ -159,6 +198,7 @@ class AppConfig(BaseSettings, SpcSettings, DataQualitySettings):
 
     databases: dict[str, DatabaseSettings] = Field(default_factory=dict, exclude=True)
     notify: NotifySettings = Field(default_factory=NotifySettings, exclude=True)
+    web: WebSettings = Field(default_factory=WebSettings, exclude=True)
 
     _validate_ids = field_validator("active_stores", mode="before")(
         classmethod(lambda cls, value: _store_ids(value)))
@@ -204,6 +244,7 @@ def setting_names() -> set[str]:
              if not field.exclude}
     names |= {(field.validation_alias or f"NOTIFY_{name}").upper()
               for name, field in NotifySettings.model_fields.items()}
+    names |= {name.upper() for name in WebSettings.model_fields}
     names |= {f"{prefix}{name}" for prefix in DATABASES
               for name in ("HOST", "PORT", "USER", "PASS", "DB")}
     return names
@@ -240,6 +281,11 @@ def load_config(env_file: str | Path | None = ".env", **overrides: object) -> Ap
     except ValidationError as exc:
         raise SettingsError.from_validation(exc, "NOTIFY_") from None
     try:
-        return AppConfig(_env_file=env_file, databases=databases, notify=notify, **overrides)
+        web = WebSettings(_env_file=env_file)
+    except ValidationError as exc:
+        raise SettingsError.from_validation(exc) from None
+    try:
+        return AppConfig(_env_file=env_file, databases=databases, notify=notify, web=web,
+                         **overrides)
     except ValidationError as exc:
         raise SettingsError.from_validation(exc) from None

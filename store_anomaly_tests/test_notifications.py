@@ -8,16 +8,13 @@ shared backfill and the `test` database are not touched.
 
 from __future__ import annotations
 
-import email
 import json
 import re
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,7 +24,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 import yaml
-from aiosmtpd.controller import Controller
+from sinks import SmtpSink, free_port
 
 from store_anomaly_assets import notify as nf
 from store_anomaly_assets.config import NotifySettings
@@ -61,44 +58,8 @@ def local(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=NY)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --------------------------------------------------------------------------------------
 # Receivers
-
-
-@dataclass
-class Mail:
-    to: list[str]
-    subject: str
-    text: str
-
-
-class SmtpSink:
-    """aiosmtpd on a random loopback port, keeping every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[Mail] = []
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # the aiosmtpd hook name
-        message = email.message_from_bytes(envelope.content, policy=policy.default)
-        body = message.get_body(preferencelist=("plain",))
-        self.messages.append(Mail(list(envelope.rcpt_tos), str(message["Subject"]),
-                                  body.get_content() if body else ""))
-        return "250 OK"
-
-    def url(self, to: str) -> str:
-        return f"mailto://127.0.0.1:{self.port}?from=alerts@example.com&to={to}"
-
-    def take(self) -> list[Mail]:
-        taken, self.messages = self.messages, []
-        return taken
 
 
 @dataclass

@@ -303,6 +303,35 @@ def report(
     return 0
 
 
+@app.command("ack-link", help="Print a signed link that acknowledges an incident as NAME.")
+def ack_link(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(
+        parser=parse_whole_number, metavar="INCIDENT_ID", help="The incident's id.",
+        show_default=False)],
+    name: Annotated[str, typer.Option(
+        "--for", metavar="NAME", help="Who the link is for: the acknowledgment's name.")],
+) -> int:
+    render.say(tasks.ack_link(configured(ctx), incident_id, name))
+    return 0
+
+
+@app.command(help="Serve the acknowledgment pages (signed links) and the daily reports.")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(
+        metavar="HOST", help="Address to bind (default SERVE_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(
+        parser=parse_whole_number, metavar="PORT",
+        help="Port (default SERVE_PORT, 8088).")] = None,
+) -> int:
+    config = configured(ctx)
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageProblem(f"--port {port} is not a TCP port (1-65535)")
+    tasks.serve(config, host, port, _options(ctx).log_level or config.log_level)
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import sqlalchemy as sa
@@ -22,6 +23,9 @@ from store_anomaly_assets.db.analytics import incidents
 from store_anomaly_assets.db.analytics.incidents import open_incidents
 from store_anomaly_assets.db.analytics.schema import store_anomaly_alerts, store_anomaly_incidents
 from store_anomaly_assets.defs.resources import resolved_databases
+
+if TYPE_CHECKING:
+    from store_anomaly_assets.web.links import AckLinks
 
 # How many of a bulk acknowledgment's alerts its preview lists.
 PREVIEW_ROWS = 5
@@ -128,6 +132,56 @@ def acknowledge_incident(config: AppConfig, incident_id: int, by: str,
             return name, incidents.acknowledge_incident(engine, incident_id, name, note)
     except (acks.AcknowledgmentError, LookupError, ValueError) as exc:
         raise CliError(str(exc)) from None
+
+
+def _ack_links(config: AppConfig) -> AckLinks:
+    from store_anomaly_assets.web.links import ack_links
+
+    links = ack_links(config.web)
+    if links is None:
+        raise CliError("setting ACK_LINK_SECRET is not set: acknowledgment links are signed "
+                       "with it (use a random value of at least 16 characters, e.g. "
+                       "`openssl rand -hex 32`, the same for the notifier and `serve`)")
+    return links
+
+
+def ack_link(config: AppConfig, incident_id: int, name: str) -> str:
+    """`ack-link ID --for NAME`: a signed link acknowledging the incident as NAME."""
+    links = _ack_links(config)
+    try:
+        name = acks.check_acknowledger(name)
+    except acks.AcknowledgmentError as exc:
+        raise CliError(str(exc).replace("--by", "--for")) from None
+    analytics = resolved_databases(config)["analytics"]
+    with on_database(analytics) as engine:
+        require_tables(analytics, engine, [store_anomaly_incidents.name])
+        i = store_anomaly_incidents
+        with engine.connect() as conn:
+            found = conn.execute(sa.select(i.c.acknowledged_by, i.c.acknowledged_at)
+                                 .where(i.c.id == incident_id)).first()
+    if found is None:
+        raise CliError(f"incident {incident_id} does not exist in {analytics.describe()}")
+    if found.acknowledged_at is not None:
+        raise CliError(f"incident {incident_id} was already acknowledged by "
+                       f"{found.acknowledged_by} at {found.acknowledged_at}")
+    return links.url(incident_id, name)
+
+
+def serve(config: AppConfig, host: str | None, port: int | None, log_level: str) -> None:
+    """`serve`: the acknowledgment web app, until interrupted."""
+    import uvicorn
+
+    from store_anomaly_assets.web.app import create_app
+
+    links = _ack_links(config)
+    analytics = resolved_databases(config)["analytics"]
+    with on_database(analytics) as engine:
+        require_tables(analytics, engine, [store_anomaly_incidents.name,
+                                           store_anomaly_alerts.name])
+        app = create_app(engine, links, config.web.grafana_url)
+        # No access log: its lines would carry the links' tokens.
+        uvicorn.run(app, host=host or config.web.serve_host, port=port or config.web.serve_port,
+                    access_log=False, log_level=log_level.lower(), server_header=False)
 
 
 @dataclass(frozen=True)

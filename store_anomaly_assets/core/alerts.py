@@ -65,6 +65,25 @@ def rule_words(token: str) -> tuple[str, str]:
     return token, token
 
 
+# The guide's investigation checklist for a CRITICAL or WARNING alert (section 8), as the
+# acknowledgment page and the messages show it: (English, Chinese).
+CHECKLIST: tuple[tuple[str, str], ...] = (
+    ("Verify data quality: is the metric data correct? Check for data gaps or ETL issues.",
+     "核实数据质量：指标数据是否正确？检查数据缺失或ETL问题。"),
+    ("Check operational factors: equipment downtime? Staffing changes? Menu changes?",
+     "检查运营因素：设备故障？人员变动？菜单调整？"),
+    ("Review external factors: weather events? Local construction? Competitor activity?",
+     "排查外部因素：天气？周边施工？竞品活动？"),
+    ("Compare with the portfolio: is this store-specific or affecting several locations?",
+     "与其他门店比较：是单店问题还是多店同时受影响？"),
+    ("Check cannibalization: did a new store open nearby recently?",
+     "检查分流：附近是否新开门店？"),
+    ("Document findings: record the root cause and the action taken.",
+     "记录结论：写下根本原因和已采取的措施。"),
+    ("Acknowledge the incident with your notes.",
+     "确认该事件并填写备注。"),
+)
+
 WEEKDAYS = [
     ("Monday", "周一"), ("Tuesday", "周二"), ("Wednesday", "周三"), ("Thursday", "周四"),
     ("Friday", "周五"), ("Saturday", "周六"), ("Sunday", "周日"),

@@ -117,6 +117,7 @@ def alert_notification_tick(
     sender: nf.Sender = nf.send,
     log=nf.log,
     report_dir: Path | None = None,
+    links: nf.MessageLinks | None = None,
 ) -> tuple[dict, str]:
     """One evaluation of the alert sensor: returns the new cursor and a summary.
 
@@ -139,7 +140,7 @@ def alert_notification_tick(
     if alerts.height and opshop is not None:
         stores = load_store_master(opshop.engine())
     plan = nf.plan_alert_notifications(
-        alerts, routing, delivered, stores, notify.max_alerts_per_message
+        alerts, routing, delivered, stores, notify.max_alerts_per_message, links
     )
     if report_dir is not None:
         plan = attach_reports(engine, plan, alerts, report_dir)
@@ -192,6 +193,7 @@ def build_alert_notification_sensor(
     notify: NotifySettings,
     timezone: str = "America/New_York",
     report_dir: Path | None = None,
+    links: nf.MessageLinks | None = None,
 ) -> dg.SensorDefinition:
     """The alert sensor; tests pass their own routing file, clock and settings."""
     path = Path(routing_file) if routing_file else notify.routing_file
@@ -210,7 +212,7 @@ def build_alert_notification_sensor(
             return dg.SkipReason(f"no routing file at {path} (NOTIFY_ROUTING_FILE)")
         cursor, summary = alert_notification_tick(
             analytics, opshop, routing, _load_cursor(context.cursor), clock(), notify,
-            sender, context.log, report_dir=report_dir,
+            sender, context.log, report_dir=report_dir, links=links,
         )
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         return dg.SkipReason(summary)
@@ -507,9 +509,13 @@ def build_run_failure_sensor(
 
 def build_sensors(config: AppConfig) -> list[dg.SensorDefinition]:
     """The three notifiers for `config`. They only send messages: no job, no runs."""
+    from store_anomaly_assets.web.links import ack_links
+
     common = {"notify": config.notify, "timezone": config.business_timezone}
+    links = nf.MessageLinks(ack_links(config.web), config.web.grafana_url)
     return [
-        build_alert_notification_sensor(**common, report_dir=config.data_dir / "reports"),
+        build_alert_notification_sensor(**common, report_dir=config.data_dir / "reports",
+                                        links=links),
         build_check_failure_sensor(**common),
         build_run_failure_sensor(**common),
     ]

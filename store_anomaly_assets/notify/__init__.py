@@ -21,6 +21,7 @@ from store_anomaly_assets.notify.delivery import (
 )
 from store_anomaly_assets.notify.messages import (
     CheckFailure,
+    MessageLinks,
     plan_alert_notifications,
     plan_data_team,
     render_check_failures,
@@ -47,6 +48,7 @@ __all__ = [
     "DigestSchedule",
     "EscalationStep",
     "Message",
+    "MessageLinks",
     "Recipient",
     "Routing",
     "RoutingError",

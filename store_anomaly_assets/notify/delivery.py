@@ -49,6 +49,7 @@ class Message:
     notify_type: str
     items: tuple[str, ...]
     attachments: tuple[str, ...] = ()  # file paths, e.g. the daily HTML report
+    html: str | None = None  # e-mails: the HTML body (apprise adds the plain-text part)
 
 
 @dataclass(frozen=True)
@@ -101,17 +102,22 @@ def parse_alert_token(token: str) -> tuple[int, str]:
 
 
 def send(url: str, title: str, body: str, notify_type: str = "info",
-         timeout: float = 30.0, attach: Sequence[str] = ()) -> bool:
-    """Send one message through apprise; True when the service accepted it."""
+         timeout: float = 30.0, attach: Sequence[str] = (), html: str | None = None) -> bool:
+    """Send one message through apprise; True when the service accepted it.
+
+    With `html`, the message is sent as HTML: apprise's e-mail is then multipart, the
+    HTML and a plain-text part derived from it.
+    """
     import apprise
 
     app = apprise.Apprise()
     if not app.add(url):
         log.error("apprise cannot use a %s:// URL", url_scheme(url))
         return False
-    return bool(app.notify(body=body, title=title, notify_type=apprise.NotifyType(notify_type),
-                           body_format=apprise.NotifyFormat.TEXT, timeout=timeout,
-                           attach=list(attach) or None))
+    return bool(app.notify(
+        body=html or body, title=title, notify_type=apprise.NotifyType(notify_type),
+        body_format=apprise.NotifyFormat.HTML if html else apprise.NotifyFormat.TEXT,
+        timeout=timeout, attach=list(attach) or None))
 
 
 def is_email(channel: Channel) -> bool:
@@ -130,7 +136,9 @@ def deliver(messages: Sequence[Message], sender: Sender = send, timeout: float =
     """
 
     def one(message: Message) -> bool:
-        extra = {"attach": message.attachments} if message.attachments else {}
+        extra: dict[str, object] = {"attach": message.attachments} if message.attachments else {}
+        if message.html is not None:
+            extra["html"] = message.html
         try:
             ok = bool(sender(message.channel.url, message.title, message.body,
                              message.notify_type, timeout, **extra))

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import polars as pl
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from store_anomaly_assets.core.alerts import LABELS
 from store_anomaly_assets.core.contracts import ALERT_SCHEMA, SEVERITY_ORDER, SEVERITY_ZH
-from store_anomaly_assets.notify.delivery import DeliveryPlan, Message, alert_token
+from store_anomaly_assets.notify.delivery import DeliveryPlan, Message, alert_token, is_email
 from store_anomaly_assets.notify.routing import Recipient, Routing
+from store_anomaly_assets.web.links import AckLinks, grafana_chart_url
 
 # apprise's notification types: they colour Slack/Teams cards.
 NOTIFY_TYPES = {"CRITICAL": "failure", "WARNING": "warning", "INFO": "info"}
@@ -59,10 +61,34 @@ def _money(value: float | None) -> str | None:
     return None if value is None else f"${value:,.2f}"
 
 
+@dataclass(frozen=True)
+class MessageLinks:
+    """What messages link to: signed acknowledgment links and the report pages (with
+    ACK_LINK_SECRET), the dashboard's control chart (with GRAFANA_URL)."""
+
+    ack: AckLinks | None = None
+    grafana_url: str | None = None
+
+    def acknowledge(self, row: Mapping[str, Any], name: str) -> str | None:
+        incident = row.get("incident_id")
+        return None if self.ack is None or incident is None else self.ack.url(incident, name)
+
+    def chart(self, row: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] = ()) -> str | None:
+        if self.grafana_url is None:
+            return None
+        days = [r["alert_date"] for r in (row, *rows)]
+        return grafana_chart_url(self.grafana_url, row["store_id"], row["metric_name"],
+                                 min(days), max(days))
+
+    def report(self, day: date) -> str | None:
+        return None if self.ack is None else self.ack.report_page(day)
+
+
 def format_alert(number: int, row: Mapping[str, Any],
-                 same_incident: Sequence[Mapping[str, Any]] = ()) -> str:
+                 same_incident: Sequence[Mapping[str, Any]] = (),
+                 ack_url: str | None = None, chart_url: str | None = None) -> str:
     """One incident, bilingual, as a numbered block of a message: its lead alert in full,
-    then the other alerts of `same_incident` in this message by metric."""
+    then the other alerts of `same_incident` in this message by metric, then its links."""
     severity = row["severity"]
     label = LABELS.get(row["metric_name"])
     metric = f"{label.en} / {label.zh}" if label else row["metric_name"]
@@ -94,7 +120,12 @@ def format_alert(number: int, row: Mapping[str, Any],
     lines.append(f"   Action: {row['recommended_action'] or ''}")
     lines.append(f"   建议: {row['recommended_action_zh'] or ''}")
     incident = row.get("incident_id")
-    if incident is None:
+    if chart_url:
+        lines.append(f"   Control chart 控制图: {chart_url}")
+    if ack_url:
+        lines.append(f"   Alert id 告警编号: {row['id']} · incident 事件 #{incident}")
+        lines.append(f"   Acknowledge with notes 确认并备注: {ack_url}")
+    elif incident is None:
         lines.append(f"   Alert id 告警编号: {row['id']} (acknowledge with notes / "
                      f"处理后请确认并备注: store-anomaly ack {row['id']} --by NAME --note ...)")
     else:
@@ -122,9 +153,11 @@ def _counts(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
 
 
 def render_alert_message(
-    recipient: Recipient, rows: Sequence[Mapping[str, Any]], more: int = 0
+    recipient: Recipient, rows: Sequence[Mapping[str, Any]], more: int = 0,
+    links: MessageLinks | None = None,
 ) -> tuple[str, str, str]:
     """Title, body and apprise type of one recipient's alert message."""
+    links = links or MessageLinks()
     counts_en, counts_zh = _counts(rows)
     worst = rows[0]["severity"]
     title = (f"[{worst}] Store anomaly alerts: {counts_en} | "
@@ -137,7 +170,9 @@ def render_alert_message(
         f"您好，以下 {len(incidents)} 个事件（{len(rows)} 条门店异常告警）"
         "需要您关注（按严重程度排序）。",
     ]
-    blocks = [format_alert(i, group[0], group[1:]) for i, group in enumerate(incidents, start=1)]
+    blocks = [format_alert(i, group[0], group[1:], links.acknowledge(group[0], recipient.name),
+                           links.chart(group[0], group[1:]))
+              for i, group in enumerate(incidents, start=1)]
     outro = []
     if more:
         outro.append(f"{more} more alert(s) follow in a later message. / "
@@ -146,8 +181,78 @@ def render_alert_message(
         "Response: CRITICAL same day, WARNING within 48 hours, INFO at the weekly review. / "
         "响应时限：严重告警当日处理，警告48小时内处理，提示类在每周复盘中处理。"
     )
+    for day in sorted({r["alert_date"] for r in rows}, reverse=True):
+        if (url := links.report(day)) is not None:
+            outro.append(f"Daily report {day} 日报: {url}")
+    if links.grafana_url:
+        outro.append(f"Dashboard 看板: {links.grafana_url}")
     body = "\n\n".join(["\n".join(intro), *blocks, "\n".join(outro)])
     return title, body, NOTIFY_TYPES.get(worst, "info")
+
+
+_EMAIL = Environment(
+    loader=PackageLoader("store_anomaly_assets.notify"),
+    autoescape=select_autoescape(("html", "html.j2")),
+    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+    finalize=lambda value: "" if value is None else value,
+)
+
+
+def _email_card(number: int, group: Sequence[Mapping[str, Any]], name: str,
+                links: MessageLinks) -> dict[str, Any]:
+    from store_anomaly_assets.report.charts import SEVERITY_COLOURS
+
+    lead = group[0]
+    label = LABELS.get(lead["metric_name"])
+    days = sorted({r["alert_date"] for r in group})
+    store = f"{lead['store_name'] or ''} ({lead['store_id']})".strip()
+    if lead.get("store_name_cn"):
+        store = f"{store} {lead['store_name_cn']}"
+    severity = lead["severity"]
+    return {
+        "number": number,
+        "incident_id": lead.get("incident_id"),
+        "alert_id": lead["id"],
+        "severity": severity,
+        "severity_zh": SEVERITY_ZH.get(severity, severity),
+        "colour": SEVERITY_COLOURS.get(severity, "#57606a"),
+        "store": store,
+        "metric": f"{label.en} / {label.zh}" if label else lead["metric_name"],
+        "days": str(days[0]) if len(days) == 1 else f"{days[0]} – {days[-1]}",
+        "place": " · ".join(str(x) for x in (lead.get("district"), lead.get("region")) if x),
+        "description_en": lead["description_en"],
+        "description_zh": lead["description_zh"],
+        "action_en": lead["recommended_action"],
+        "action_zh": lead["recommended_action_zh"],
+        "impact": _money(lead.get("impact_usd")),
+        "evidence": [{"severity": r["severity"], "day": r["alert_date"],
+                      "metric": (LABELS[r["metric_name"]].en if r["metric_name"] in LABELS
+                                 else r["metric_name"]),
+                      "z": "n/a" if r["z_score"] is None else f"{r['z_score']:+.2f}"}
+                     for r in group[1:]],
+        "ack_url": links.acknowledge(lead, name),
+        "chart_url": links.chart(lead, group[1:]),
+    }
+
+
+def render_alert_email(
+    recipient: Recipient, rows: Sequence[Mapping[str, Any]], more: int = 0,
+    links: MessageLinks | None = None,
+) -> str:
+    """The HTML body of one recipient's alert e-mail: one card per incident, with links."""
+    links = links or MessageLinks()
+    incidents = by_incident(rows)
+    reports = [(day, url) for day in sorted({r["alert_date"] for r in rows}, reverse=True)
+               if (url := links.report(day)) is not None]
+    return _EMAIL.get_template("alert_email.html.j2").render(
+        greeting=f"Hello {recipient.name} ({recipient.role_label}),",
+        summary_en=f"{len(incidents)} incident(s), {len(rows)} store anomaly alert(s) for "
+                   "your stores, most severe first.",
+        summary_zh=f"您好，以下 {len(incidents)} 个事件（{len(rows)} 条门店异常告警）需要您关注。",
+        incidents=[_email_card(i, g, recipient.name, links)
+                   for i, g in enumerate(incidents, start=1)],
+        more=more, reports=reports, dashboard=links.grafana_url,
+    )
 
 
 def plan_alert_notifications(
@@ -156,11 +261,13 @@ def plan_alert_notifications(
     delivered: Mapping[str, Collection[str]] | None = None,
     stores: pl.DataFrame | None = None,
     max_alerts: int = 50,
+    links: MessageLinks | None = None,
 ) -> DeliveryPlan:
     """The messages for `alerts` (un-notified, unacknowledged, of the severities due).
 
     One message per channel, listing the alerts routed to its recipient that the channel
-    does not have yet, at most `max_alerts` (the rest wait for the next tick).
+    does not have yet, at most `max_alerts` (the rest wait for the next tick). E-mails
+    also get an HTML body; every channel gets the same links.
     """
     delivered = delivered or {}
     rows = prepare_alerts(alerts, stores).to_dicts()
@@ -187,10 +294,12 @@ def plan_alert_notifications(
             if not todo:
                 continue
             shown = todo[:max_alerts]
-            title, body, kind = render_alert_message(
-                recipient, [r for _, r in shown], more=len(todo) - len(shown)
-            )
-            messages.append(Message(channel, title, body, kind, tuple(t for t, _ in shown)))
+            shown_rows, more = [r for _, r in shown], len(todo) - len(shown)
+            title, body, kind = render_alert_message(recipient, shown_rows, more, links)
+            html = (render_alert_email(recipient, shown_rows, more, links)
+                    if is_email(channel) else None)
+            messages.append(Message(channel, title, body, kind, tuple(t for t, _ in shown),
+                                    html=html))
     return DeliveryPlan(messages, required, unrouted)
 
 

@@ -140,3 +140,16 @@ def load_report_data(engine: sa.Engine, day: date,
            how="left")
     return ReportData(day=day, health=health, alerts=alerts, series=series,
                       findings=findings.select(list(FINDINGS_SCHEMA)))
+
+
+def load_series(engine: sa.Engine, store_id: int, metric_name: str, day: date) -> pl.DataFrame:
+    """One store's metric over the `CHART_DAYS` days ending on `day` (`SERIES_SCHEMA`)."""
+    s = schema.store_anomaly_scores
+    return read_frame(
+        engine,
+        sa.select(*(s.c[c] for c in SERIES_SCHEMA))
+        .where(s.c.store_id == store_id, s.c.metric_name == metric_name,
+               s.c.metric_date.between(day - timedelta(days=CHART_DAYS - 1), day))
+        .order_by(s.c.metric_date),
+        schema_overrides=SERIES_SCHEMA,
+    )

@@ -237,3 +237,24 @@ def open_incidents(engine: sa.Engine, filters: AlertFilter, limit: int | None = 
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(i).where(*where)).scalar()
     return rows, int(total or 0)
+
+
+INCIDENT_ALERT_COLUMNS = ["id", "alert_date", "metric_name", "severity", "metric_value",
+                          "expected_value", "z_score", "rules_violated", "impact_usd",
+                          "description_en", "description_zh", "recommended_action",
+                          "recommended_action_zh", "acknowledged"]
+
+
+def read_incident(engine: sa.Engine, incident_id: int) -> tuple[dict | None, pl.DataFrame]:
+    """An incident's row (None when unknown) and its alerts, worst and newest first."""
+    a, i = store_anomaly_alerts, store_anomaly_incidents
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(i).where(i.c.id == incident_id)).mappings().first()
+        rank = sa.case({s: n for n, s in enumerate(SEVERITIES)}, value=a.c.severity, else_=9)
+        alerts = read_frame(conn, sa.select(*[a.c[c] for c in INCIDENT_ALERT_COLUMNS])
+                            .where(a.c.incident_id == incident_id)
+                            .order_by(rank, a.c.alert_date.desc(), a.c.metric_name),
+                            schema_overrides={"id": pl.Int64, "alert_date": pl.Date,
+                                              "impact_usd": pl.Float64,
+                                              "acknowledged": pl.Boolean})
+    return (None if row is None else dict(row)), alerts
