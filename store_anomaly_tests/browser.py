@@ -44,7 +44,8 @@ def overflowing_elements(page: Page) -> list[str]:
     """Elements whose right edge passes the viewport, outside any box that scrolls.
 
     An element inside a container with its own horizontal scrolling (overflow-x auto or
-    scroll) is allowed to be wider: the page itself does not scroll sideways.
+    scroll) is allowed to be wider: the page itself does not scroll sideways. A box that
+    hides what overflows it does not count: that would be clipping.
     """
     return page.evaluate(
         """() => {
@@ -52,7 +53,7 @@ def overflowing_elements(page: Page) -> list[str]:
         const scrolls = (el) => {
             for (let p = el.parentElement; p; p = p.parentElement) {
                 const o = getComputedStyle(p).overflowX;
-                if (o === 'auto' || o === 'scroll' || o === 'hidden') return true;
+                if (o === 'auto' || o === 'scroll') return true;
             }
             return false;
         };

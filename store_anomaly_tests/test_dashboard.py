@@ -6,7 +6,12 @@ Three groups:
 - execution: every panel query, expanded for one store, several stores and All, runs on
   MariaDB against the analytics tables of the ``backfilled_analytics`` fixture (a SQLAlchemy
   engine), in a session set up like Grafana's (time zone +00:00) and with MySQL 8's default
-  sql_mode (ONLY_FULL_GROUP_BY and strict), and returns what its panel type needs.
+  sql_mode (ONLY_FULL_GROUP_BY and strict), and returns what its panel type needs; so do
+  the chained variable queries (region -> district -> store), the config (unit) queries,
+  the incident annotation query and the rows behind the table data links.
+
+docs/grafana.md explains the variable and link design and the two places where the JSON
+goes beyond the generated Grafana 11.6 JSON schema.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ HEALTH_STATUS_COLORS = {
 # Panel ids in the dashboard JSON (stable: the tests and links rely on them).
 HEALTH_GRID, HEALTH_TREND, CONTROL_CHART, OPEN_ALERTS = 1, 2, 3, 4
 ALERTS_PER_DAY, LATEST_RUN, FAILED_STEPS, FRESHNESS, DATA_QUALITY = 5, 6, 7, 8, 9
+OPEN_INCIDENTS = 10
 PANEL_TYPES = {
     HEALTH_GRID: "state-timeline",
     HEALTH_TREND: "timeseries",
@@ -86,6 +92,7 @@ PANEL_TYPES = {
     FAILED_STEPS: "table",
     FRESHNESS: "table",
     DATA_QUALITY: "table",
+    OPEN_INCIDENTS: "table",
 }
 TIME_SERIES_TYPES = {"timeseries", "state-timeline"}
 DAILY_PANELS = {HEALTH_GRID, HEALTH_TREND, CONTROL_CHART, ALERTS_PER_DAY}
@@ -108,6 +115,28 @@ PROBES = {
     FRESHNESS: "SELECT COUNT(*) FROM store_kpi_daily WHERE store_id IN ($store)",
     DATA_QUALITY: "SELECT COUNT(*) FROM store_data_quality "
     "WHERE $__timeFilter(metric_date) AND (store_id IN ($store) OR store_id IS NULL)",
+    OPEN_INCIDENTS: "SELECT COUNT(*) FROM store_anomaly_incidents "
+    "WHERE status <> 'ACKNOWLEDGED' AND store_id IN ($store)",
+}
+# Grafana unit ids of the control chart per $metric (the UNIT query); absent: "none".
+METRIC_UNITS = {
+    "revenue": "currencyUSD",
+    "aov": "currencyUSD",
+    "revenue_per_labor_hour": "currencyUSD",
+    "avg_production_seconds": "s",
+    "scheduled_hours": "h",
+}
+ACK_BASE_URL = "http://127.0.0.1:8088"
+DASHBOARD_URL = "/d/uc-op-02-store-anomaly/store-anomaly-detection"
+# Chained filter variables, in dashboard order; NULL district / region get these keys.
+CHAINED = ("region", "district", "store")
+NO_PLACE = "(none)"
+# Override properties whose Grafana value is a scalar (CUE ``value?: _``): the generated
+# JSON schema types every override value as an object, Grafana itself saves these scalars.
+SCALAR_OVERRIDES = {
+    "custom.fillBelowTo": str,
+    "custom.fillOpacity": int,
+    "custom.hidden": bool,
 }
 
 # MySQL 8.0's default sql_mode: MariaDB accepts it, so queries are held to MySQL 8's rules.
@@ -134,8 +163,33 @@ def _variable(name: str) -> dict[str, Any]:
     return matches[0]
 
 
+def _config_ref_ids(panel: dict[str, Any]) -> set[str]:
+    """refIds of targets feeding a "Config from query results" transformation (not data)."""
+    return {
+        t["options"]["configRefId"]
+        for t in panel.get("transformations", [])
+        if t["id"] == "configFromData"
+    }
+
+
+def _data_targets(panel: dict[str, Any]) -> list[dict[str, Any]]:
+    config = _config_ref_ids(panel)
+    return [t for t in panel["targets"] if t["refId"] not in config]
+
+
 def _sql(panel: dict[str, Any]) -> str:
+    """The panel's data SQL (config queries left out)."""
+    return "\n".join(t["rawSql"] for t in _data_targets(panel))
+
+
+def _all_sql(panel: dict[str, Any]) -> str:
     return "\n".join(t["rawSql"] for t in panel["targets"])
+
+
+def _annotation(name: str) -> dict[str, Any]:
+    matches = [a for a in _dashboard()["annotations"]["list"] if a["name"] == name]
+    assert len(matches) == 1, f"expected exactly one annotation {name!r}"
+    return matches[0]
 
 
 def _flat(sql: str) -> str:
@@ -237,6 +291,8 @@ def test_every_panel_has_a_datasource_and_raw_sql_targets():
             assert target.get("editorMode") == "code"
             assert target.get("datasource", DS_REF) == DS_REF
             expected = "time_series" if panel["type"] in TIME_SERIES_TYPES else "table"
+            if target["refId"] in _config_ref_ids(panel):
+                expected = "table"  # a config query returns one row of field config
             assert target["format"] == expected, panel["title"]
 
 
@@ -276,6 +332,43 @@ def test_store_variable_is_multi_value_with_all():
     assert variable["current"]["value"] == ["$__all"]
 
 
+def test_region_district_store_variables_are_chained():
+    """Region -> District -> Store: each multi-value with All, each filtered by the previous.
+
+    District names repeat across regions, so a district's value is 'Region / District'. A
+    store without a health row, district or region gets the key '(none)' in its place: "All"
+    expands to every option, and the options include that key, so such stores stay selected.
+    """
+    names = [v["name"] for v in _dashboard()["templating"]["list"]]
+    assert [n for n in names if n in CHAINED] == list(CHAINED)
+    assert names.index("DS_MYSQL") < names.index("region")
+    for name in CHAINED:
+        variable = _variable(name)
+        assert variable["type"] == "query" and variable["datasource"] == DS_REF, name
+        assert variable["multi"] is True and variable["includeAll"] is True, name
+        assert variable["current"]["value"] == ["$__all"], name
+        assert "allValue" not in variable, name  # All = every option, NULL keys included
+        assert variable["refresh"] in (1, 2), name  # reloads when its parent changes
+        query = _flat(variable["query"])
+        assert "__value" in query and "__text" in query, name
+        assert f"COALESCE(h.region, '{NO_PLACE}')" in query, name
+    assert "IN ($region)" in _variable("district")["query"]
+    assert f"COALESCE(h.district, '{NO_PLACE}')" in _variable("district")["query"]
+    store_query = _flat(_variable("store")["query"])
+    assert "IN ($district)" in store_query and "$region" not in store_query
+    # The stores come from store_kpi_daily; their place is a LEFT JOIN (missing -> NULL).
+    assert "LEFT JOIN store_health_scores h" in store_query
+
+
+def test_ack_base_url_variable_defaults_to_the_local_app():
+    variable = _variable("ack_base_url")
+    assert variable["type"] in ("constant", "textbox")
+    assert variable["query"] == ACK_BASE_URL
+    assert variable["current"] == {"text": ACK_BASE_URL, "value": ACK_BASE_URL}
+    assert not variable.get("multi") and not variable.get("includeAll")
+    assert "/incidents/" in variable["description"]
+
+
 def test_metric_variable_is_single_valued_metric_names():
     variable = _variable("metric")
     assert variable["type"] in ("custom", "query")
@@ -291,7 +384,7 @@ def test_time_series_queries_select_time_and_order_by_it_ascending():
     for panel in _dashboard()["panels"]:
         if panel["type"] not in TIME_SERIES_TYPES:
             continue
-        for target in panel["targets"]:
+        for target in _data_targets(panel):
             sql = target["rawSql"]
             assert "$__timeGroupAlias(" in sql or re.search(r"\bAS\s+\"?time\"?", sql, re.I)
             keys = _order_by_keys(sql)
@@ -310,11 +403,22 @@ def test_queries_use_time_and_store_filters():
 
 
 def test_panel_queries_do_not_hard_code_database_names():
-    for panel in _dashboard()["panels"]:
-        sql = _sql(panel)
-        assert not re.search(r"\btest\.", sql), panel["title"]
-        assert "sa_grafana_dev" not in sql
-    assert "test." not in _variable("store")["query"]
+    dashboard = _dashboard()
+    queries = [(panel["title"], _all_sql(panel)) for panel in dashboard["panels"]]
+    queries += [
+        (variable["name"], variable["query"])
+        for variable in dashboard["templating"]["list"]
+        if variable["type"] == "query"
+    ]
+    queries += [
+        (annotation["name"], annotation["target"]["rawSql"])
+        for annotation in dashboard["annotations"]["list"]
+        if "rawSql" in annotation.get("target", {})
+    ]
+    assert len(queries) >= len(PANEL_TYPES) + len(CHAINED) + 1
+    for name, sql in queries:
+        assert not re.search(r"\btest\.", sql), name
+        assert "sa_grafana_dev" not in sql, name
 
 
 def test_health_grid_is_state_timeline_with_status_colours():
@@ -334,6 +438,22 @@ def test_health_grid_is_state_timeline_with_status_colours():
         code = re.search(rf"WHEN '{status}' THEN (\d)", sql)
         code_key = code.group(1) if code else re.search(r"ELSE (\d)", sql).group(1)
         assert options[code_key]["text"] == status
+
+
+def test_health_grid_groups_stores_by_district():
+    """Rows are 'Region / District · Store (id)', sorted by that name: districts together.
+
+    The place is the store's latest health row's (as in the District variable), so a store
+    keeps one row even if its district changed inside the time range.
+    """
+    panel = _panels()[HEALTH_GRID]
+    sql = _flat(_sql(panel))
+    assert "district" in panel["title"].lower()
+    assert "CONCAT(d.place, ' \u00b7 '," in sql
+    assert "COALESCE(h.district, '(no district)')" in sql
+    assert "COALESCE(h.region, '(no region)')" in sql
+    assert "MAX(metric_date) AS metric_date FROM store_health_scores GROUP BY store_id" in sql
+    assert _order_by_keys(sql) == ["time", "metric"]
 
 
 def test_health_trend_is_one_series_per_store():
@@ -368,6 +488,48 @@ def test_control_chart_selects_value_centre_line_and_limits():
         assert _override(panel, renames[limit]) == _override(panel, limit), limit
     assert panel.get("repeat") == "store"  # a control chart is per store
     assert "$metric" in panel["title"]
+
+
+def test_control_chart_fills_the_bands_between_2_and_3_sigma():
+    """UCL 3σ fills down to UCL 2σ and LCL 2σ down to LCL 3σ: the two warning zones.
+
+    fillBelowTo names the target by its shown name (after the organize rename); no other
+    series fills, so the value and the centre line stay plain lines.
+    """
+    panel = _panels()[CONTROL_CHART]
+    renames = _renames(panel)
+    assert panel["fieldConfig"]["defaults"]["custom"]["fillOpacity"] == 0
+    assert "custom.fillBelowTo" not in panel["fieldConfig"]["defaults"]["custom"]
+    bands = {"ucl_3s": "ucl_2s", "lcl_2s": "lcl_3s"}
+    filled = {}
+    for override in panel["fieldConfig"]["overrides"]:
+        props = {p["id"]: p.get("value") for p in override["properties"]}
+        if "custom.fillBelowTo" in props:
+            names = override["matcher"]["options"]["names"]
+            assert 0 < props["custom.fillOpacity"] <= 40, names
+            filled[tuple(names)] = props["custom.fillBelowTo"]
+    assert len(filled) == len(bands)
+    for upper, lower in bands.items():
+        assert filled[(upper, renames[upper])] == renames[lower], upper
+    # The band edges keep the limits' colours (2σ orange, 3σ red): the fill takes the upper one.
+    assert _override(panel, "ucl_3s")["color"] == _override(panel, "lcl_3s")["color"]
+    assert _override(panel, "lcl_2s")["color"] == _override(panel, "ucl_2s")["color"]
+
+
+def test_control_chart_unit_follows_the_metric():
+    """The UNIT query maps $metric to a Grafana unit; configFromData applies it to the series."""
+    panel = _panels()[CONTROL_CHART]
+    (config,) = [t for t in panel["transformations"] if t["id"] == "configFromData"]
+    assert panel["transformations"][0] == config  # before the renames
+    options = config["options"]
+    assert options["mappings"] == [{"fieldName": "unit", "handlerKey": "unit"}]
+    assert options["applyTo"] == {"id": "byType", "options": "number"}
+    (target,) = [t for t in panel["targets"] if t["refId"] == options["configRefId"]]
+    sql = _flat(target["rawSql"])
+    assert sql.startswith("SELECT CASE '$metric'") and sql.endswith("ELSE 'none' END AS unit")
+    for metric, unit in METRIC_UNITS.items():
+        assert f"WHEN '{metric}' THEN '{unit}'" in sql, metric
+    assert panel["fieldConfig"]["defaults"]["unit"] == "none"
 
 
 def test_open_alerts_table_uses_the_guides_order_and_colours():
@@ -477,7 +639,10 @@ def test_field_config_fits_the_dashboard_schema_shapes():
             assert isinstance(matcher.get("options", {}), dict), (title, matcher)
             for prop in override["properties"]:
                 assert isinstance(prop["id"], str), title
-                assert isinstance(prop.get("value", {}), dict), (title, prop)
+                # Grafana's scalar-valued properties are the only exceptions (docs/grafana.md).
+                expected = SCALAR_OVERRIDES.get(prop["id"], dict)
+                assert isinstance(prop.get("value", expected()), expected), (title, prop)
+                assert not isinstance(prop.get("value"), bool) or expected is bool, prop
         configs = list(_threshold_configs(panel))
         assert configs, title
         for thresholds in configs:
@@ -488,6 +653,200 @@ def test_field_config_fits_the_dashboard_schema_shapes():
         for transformation in panel.get("transformations", []):
             assert isinstance(transformation["id"], str), title
             assert isinstance(transformation["options"], dict), title
+
+
+DASHBOARD_LINK_KEYS = {
+    "title", "type", "icon", "tooltip", "url", "tags", "asDropdown", "targetBlank",
+    "includeVars", "keepTime",
+}  # fmt: skip
+
+
+def _links(panel_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The row's (control chart link, incident page link) of a table panel."""
+    links = _panels()[panel_id]["fieldConfig"]["defaults"]["links"]
+    assert len(links) == 2
+    chart = [x for x in links if x["url"].startswith(DASHBOARD_URL + "?")]
+    ack = [x for x in links if x["url"].startswith("${ack_base_url}/incidents/")]
+    assert len(chart) == 1 and len(ack) == 1, links
+    return chart[0], ack[0]
+
+
+def _render_link(url: str, row: dict[str, Any], ack_base_url: str = ACK_BASE_URL) -> str:
+    """The URL Grafana builds for one table row (``${__data.fields.x}`` is the row's x)."""
+
+    def field(match: re.Match[str]) -> str:
+        value = row[match.group(1)]
+        assert value is not None, match.group(1)
+        return str(value)
+
+    url = re.sub(r"\$\{__data\.fields\.(\w+)\}", field, url)
+    url = url.replace("${ack_base_url}", ack_base_url)
+    assert "$" not in url.replace("%24__all", ""), url
+    return url
+
+
+@pytest.mark.parametrize(
+    ("panel_id", "metric_field", "id_field", "date_fields"),
+    [
+        (OPEN_INCIDENTS, "primary_metric", "id", ("first_date", "last_date")),
+        (OPEN_ALERTS, "metric_name", "incident_id", ("alert_date", "alert_date")),
+    ],
+)
+def test_table_rows_link_to_the_control_chart_and_the_incident_page(
+    panel_id, metric_field, id_field, date_fields
+):
+    """Each row: this dashboard on the row's store and metric, 30 days before to 7 after,
+    and the acknowledgment app's read-only incident page. The epoch-ms window columns are
+    computed in SQL and hidden (not excluded: data links read them from the row)."""
+    panel = _panels()[panel_id]
+    sql = _flat(_sql(panel))
+    first, last = date_fields
+    assert f"UNIX_TIMESTAMP(DATE_SUB({first}, INTERVAL 30 DAY)) * 1000 AS chart_from" in sql
+    assert f"UNIX_TIMESTAMP(DATE_ADD({last}, INTERVAL 8 DAY)) * 1000 AS chart_to" in sql
+    assert re.search(rf"\b{id_field}\b", sql) and re.search(rf"\b{metric_field}\b", sql)
+    assert _override(panel, "chart_from")["custom.hidden"] is True
+    assert _override(panel, "chart_to")["custom.hidden"] is True
+    for transformation in panel.get("transformations", []):
+        excluded = transformation["options"].get("excludeByName", {})
+        assert not {"chart_from", "chart_to", "store_id", id_field} & set(excluded)
+    chart, ack = _links(panel_id)
+    for link in (chart, ack):
+        # Field links follow the schema's DashboardLink shape (Grafana reads title/url/targetBlank).
+        assert set(link) == DASHBOARD_LINK_KEYS, link
+        assert link["type"] == "link" and link["tags"] == []
+        assert link["title"] and link["tooltip"]
+    query = dict(part.split("=", 1) for part in chart["url"].split("?", 1)[1].split("&"))
+    assert query == {
+        "var-region": "%24__all",
+        "var-district": "%24__all",
+        "var-store": "${__data.fields.store_id}",
+        "var-metric": "${__data.fields." + metric_field + "}",
+        "from": "${__data.fields.chart_from}",
+        "to": "${__data.fields.chart_to}",
+        "viewPanel": str(CONTROL_CHART),  # scenes and the old architecture both take the id
+    }
+    assert chart["targetBlank"] is False
+    assert ack["url"] == "${ack_base_url}/incidents/${__data.fields." + id_field + "}"
+    assert ack["targetBlank"] is True
+    # The dashboard URL is this dashboard's.
+    assert DASHBOARD_URL.split("/")[2] == _dashboard()["uid"]
+
+
+def test_open_incidents_table_lists_unacknowledged_incidents():
+    panel = _panels()[OPEN_INCIDENTS]
+    sql = _flat(_sql(panel))
+    assert "FROM store_anomaly_incidents" in sql
+    assert "status <> 'ACKNOWLEDGED'" in sql and "acknowledged_at IS NULL" in sql
+    assert sql.endswith(
+        "ORDER BY FIELD(severity, 'CRITICAL', 'WARNING', 'INFO'), last_date DESC, id DESC"
+    )
+    for column in ("store_name", "district", "region", "status", "severity", "first_date",
+                   "last_date", "primary_metric", "alert_count", "impact_usd",
+                   "description_en"):  # fmt: skip
+        assert re.search(rf"\b{column}\b", sql), column
+    defaults = panel["fieldConfig"]["defaults"]
+    colours = {k: v["color"] for k, v in _mapping_options(defaults["mappings"]).items()}
+    assert colours == {"CRITICAL": "red", "WARNING": "orange", "INFO": "blue"}
+    assert _override(panel, "severity")["custom.cellOptions"]["type"] == "color-background"
+    assert "impact_usd" in panel["options"]["footer"]["fields"]
+    # Above the alerts: incidents first, their alerts below.
+    assert panel["gridPos"]["y"] < _panels()[OPEN_ALERTS]["gridPos"]["y"]
+
+
+def _unit(panel: dict[str, Any], field: str) -> str:
+    """The field's unit: from a config query applied to it by name, else the default.
+
+    A unit override would be a string value, which the dashboard schema does not allow, so
+    per-field units come from "Config from query results" (configFromData) transformations
+    whose config query is ``SELECT '<unit>' AS unit``.
+    """
+    for transformation in panel.get("transformations", []):
+        options = transformation["options"]
+        if transformation["id"] != "configFromData":
+            continue
+        assert options["mappings"] == [{"fieldName": "unit", "handlerKey": "unit"}]
+        if options["applyTo"] == {"id": "byName", "options": field}:
+            (target,) = [t for t in panel["targets"] if t["refId"] == options["configRefId"]]
+            unit = re.fullmatch(r"SELECT '(\w+)' AS unit", _flat(target["rawSql"]))
+            assert unit, target["rawSql"]
+            return unit.group(1)
+    return panel["fieldConfig"]["defaults"].get("unit", "")
+
+
+def test_units_are_set_where_they_apply():
+    """currencyUSD for money, s for seconds, none for counts, scores and z-scores."""
+    panels = _panels()
+    for panel_id in (OPEN_ALERTS, OPEN_INCIDENTS):
+        panel = panels[panel_id]
+        assert _unit(panel, "impact_usd") == "currencyUSD", panel["title"]
+        # Applied before the renames, so by the query's column name.
+        assert panel["transformations"][0]["id"] == "configFromData", panel["title"]
+        assert panel["fieldConfig"]["defaults"]["unit"] == "none", panel["title"]
+    assert _unit(panels[OPEN_ALERTS], "z_score") == "none"
+    assert _unit(panels[OPEN_INCIDENTS], "alert_count") == "none"
+    # metric_value / expected_value change unit row by row (the alert's metric): none.
+    assert _unit(panels[OPEN_ALERTS], "metric_value") == "none"
+    latest = panels[LATEST_RUN]
+    assert _unit(latest, "duration_seconds") == "s"
+    assert latest["transformations"][0]["id"] == "configFromData"
+    assert _unit(panels[FAILED_STEPS], "duration_seconds") == "s"
+    assert panels[ALERTS_PER_DAY]["fieldConfig"]["defaults"]["unit"] == "none"
+    assert panels[HEALTH_TREND]["fieldConfig"]["defaults"]["unit"] == "none"  # a 0-100 score
+    assert set(METRIC_UNITS) <= set(METRICS)
+
+
+def test_incident_annotations_mark_each_incident_span():
+    """An annotation query over store_anomaly_incidents for the selected stores:
+    time = first_date, timeend = the day after last_date (the span covers the last day)."""
+    annotation = _annotation("Incidents")
+    assert annotation["datasource"] == DS_REF
+    assert annotation["enable"] is True and annotation["hide"] is False
+    assert annotation["iconColor"]
+    target = annotation["target"]
+    assert target["rawQuery"] is True and target["editorMode"] == "code"
+    # The keys the schema's AnnotationTarget requires (Grafana's own; the SQL query ignores
+    # them). rawSql and the other query keys go beyond that schema: see docs/grafana.md.
+    assert {k: target[k] for k in ("limit", "matchAny", "tags", "type")} == {
+        "limit": 100,
+        "matchAny": False,
+        "tags": [],
+        "type": "dashboard",
+    }
+    assert target["format"] == "table" and target["refId"]
+    sql = _flat(target["rawSql"])
+    assert "FROM store_anomaly_incidents" in sql
+    assert "UNIX_TIMESTAMP(first_date) AS time" in sql
+    assert "UNIX_TIMESTAMP(DATE_ADD(last_date, INTERVAL 1 DAY)) AS timeend" in sql
+    assert "store_id IN ($store)" in sql
+    assert "first_date < $__timeTo()" in sql
+    assert "DATE_ADD(last_date, INTERVAL 1 DAY) > $__timeFrom()" in sql
+    text = re.search(r"CONCAT\((.*)\) AS text", sql).group(1)
+    for column in ("severity", "store_name", "store_id", "primary_metric", "description_en"):
+        assert column in text, column
+    assert re.search(r"AS tags\b", sql)
+    assert _order_by_keys(sql)[0] == "time"
+    # The built-in annotations stay.
+    assert _annotation("Annotations & Alerts")["builtIn"] == 1
+
+
+def test_acknowledgment_guidance_points_to_the_incident_page():
+    dashboard = _dashboard()
+    texts = [dashboard["description"]] + [p["description"] for p in dashboard["panels"]]
+    texts += [v.get("description", "") for v in dashboard["templating"]["list"]]
+    for text in texts:
+        assert not re.search(r"\bUPDATE\b", text), text
+    for panel_id in (OPEN_ALERTS, OPEN_INCIDENTS):
+        description = _panels()[panel_id]["description"]
+        assert "${ack_base_url}/incidents/<" in description
+        assert "e-mail" in description
+
+
+def test_data_quality_panel_follows_the_store_filter():
+    """Region and District narrow $store, so the panel follows them; chain-wide rows stay."""
+    panel = _panels()[DATA_QUALITY]
+    sql = _flat(_sql(panel))
+    assert "(store_id IN ($store) OR store_id IS NULL)" in sql
+    assert "District" in panel["description"]
 
 
 # ---------------------------------------------------------------- provisioning and grants
@@ -738,25 +1097,33 @@ class _Grafana:
         self.time_to = datetime.combine(latest + timedelta(days=1), time.min, tzinfo=UTC)
         self.time_from = self.time_to - timedelta(days=30)
         self.metric = _variable("metric")["current"]["value"]
-        self.stores: list[str] = []
-        store_query = self.expand(_variable("store")["query"], {})
-        columns, rows = self.query(store_query)
-        assert columns[:2] == ["__value", "__text"]
-        texts = [r[1] for r in rows]
-        assert len(texts) == len(set(texts)), "store texts must be unique (Grafana dedups them)"
-        self.stores = [str(r[0]) for r in rows]
+        self.options: dict[str, list[str]] = {}
+        self.texts: dict[str, dict[str, str]] = {}
+        # Grafana loads the chained variables in order, each with its parents at "All".
+        for name in CHAINED:
+            self.options[name] = self.variable_options(name, {parent: ALL for parent in CHAINED})
+        self.stores = self.options["store"]
         assert self.stores, "the $store variable query returned no stores"
+
+    def variable_options(self, name: str, selection: dict[str, Any]) -> list[str]:
+        """Option values of a query variable given its parents' selection (texts kept too)."""
+        columns, rows = self.query(self.expand(_variable(name)["query"], selection))
+        assert columns[:2] == ["__value", "__text"], name
+        values = [str(r[0]) for r in rows]
+        texts = [str(r[1]) for r in rows]
+        assert len(texts) == len(set(texts)), f"{name} texts must be unique (Grafana dedups them)"
+        assert len(values) == len(set(values)), f"{name} values must be unique"
+        self.texts[name] = dict(zip(values, texts, strict=True))
+        return values
 
     def selections(self) -> dict[str, list[str] | str]:
         return {"single": self.stores[:1], "multi": self.stores[:3], "all": ALL}
 
     def variables(self, store: list[str] | str, metric: str | None = None) -> dict[str, Any]:
-        return {"store": store, "metric": metric or self.metric}
+        return {"region": ALL, "district": ALL, "store": store, "metric": metric or self.metric}
 
     def expand(self, sql: str, variables: dict[str, Any]) -> str:
-        expanded = expand(
-            sql, variables, self.time_from, self.time_to, all_values={"store": self.stores}
-        )
+        expanded = expand(sql, variables, self.time_from, self.time_to, all_values=self.options)
         assert not re.search(r"\$\w|\$\{|\[\[", expanded), expanded
         return expanded
 
@@ -831,6 +1198,17 @@ def _check_table(
         assert columns[:5] == ["metric_date", "source", "check_name", "errors", "warnings"]
         dates = [r["metric_date"] for r in record]
         assert dates == sorted(dates, reverse=True)
+    elif panel_id == OPEN_INCIDENTS:
+        rank = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
+        keys = [(rank[r["severity"]], -r["last_date"].toordinal(), -r["id"]) for r in record]
+        assert keys == sorted(keys), "CRITICAL, WARNING, INFO; newest first"
+        assert {str(r["store_id"]) for r in record} <= set(stores)
+        assert all(r["status"] in ("OPEN", "RESOLVED") for r in record)
+        assert "impact_usd" in columns
+    if panel_id in (OPEN_ALERTS, OPEN_INCIDENTS):
+        for r in record:
+            assert _is_number(r["chart_from"]) and _is_number(r["chart_to"])
+            assert r["chart_from"] % 86_400_000 == 0 and r["chart_to"] > r["chart_from"]
 
 
 @pytest.mark.parametrize("selection", ["single", "multi", "all"])
@@ -847,6 +1225,9 @@ def test_panel_sql_runs_on_mariadb(grafana, panel_id, selection):
     for variables in runs:
         for target in panel["targets"]:
             columns, rows = grafana.query(grafana.expand(target["rawSql"], variables))
+            if target["refId"] in _config_ref_ids(panel):
+                assert columns == ["unit"] and len(rows) == 1, panel["title"]
+                continue
             if panel["type"] in TIME_SERIES_TYPES:
                 _check_time_series(panel_id, columns, rows)
             else:
@@ -873,6 +1254,9 @@ def test_control_chart_runs_for_every_metric(grafana):
         ]
         if grafana.count(CONTROL_CHART, variables) > 0:
             assert rows, metric
+        (unit_target,) = [t for t in panel["targets"] if t["refId"] in _config_ref_ids(panel)]
+        unit = grafana.query(grafana.expand(unit_target["rawSql"], variables))[1]
+        assert unit == [(METRIC_UNITS.get(metric, "none"),)], metric
 
 
 def test_health_grid_codes_are_all_mapped(grafana):
@@ -888,3 +1272,160 @@ def test_backfilled_data_feeds_the_main_panels(grafana):
         assert grafana.count(panel_id, everything) > 0, _panels()[panel_id]["title"]
 
 
+def _places(grafana: _Grafana) -> dict[str, tuple[str | None, str | None]]:
+    """store_id -> (region, district) of the store's latest health row (None: no row)."""
+    rows = grafana.query(
+        "SELECT k.store_id, h.region, h.district FROM "
+        "(SELECT DISTINCT store_id FROM store_kpi_daily) k "
+        "LEFT JOIN (SELECT store_id, MAX(metric_date) AS d FROM store_health_scores "
+        "GROUP BY store_id) l ON l.store_id = k.store_id "
+        "LEFT JOIN store_health_scores h ON h.store_id = l.store_id AND h.metric_date = l.d"
+    )[1]
+    return {str(store): (region, district) for store, region, district in rows}
+
+
+def _district_key(region: str | None, district: str | None) -> str:
+    return f"{region or NO_PLACE} / {district or NO_PLACE}"
+
+
+def test_chained_variables_narrow_districts_and_stores(grafana):
+    places = _places(grafana)
+    assert set(grafana.stores) == set(places), "All lists every store in store_kpi_daily"
+    assert set(grafana.options["region"]) == {r or NO_PLACE for r, _ in places.values()}
+    assert set(grafana.options["district"]) == {_district_key(*p) for p in places.values()}
+    # The synthetic chain repeats district names across regions: the key tells them apart.
+    assert len({d for _, d in places.values()}) < len(grafana.options["district"])
+    for region in grafana.options["region"]:
+        districts = grafana.variable_options("district", {"region": [region]})
+        assert districts and all(d.startswith(f"{region} / ") for d in districts), region
+    for district in grafana.options["district"]:
+        stores = grafana.variable_options("store", {"district": [district]})
+        expected = {s for s, p in places.items() if _district_key(*p) == district}
+        assert set(stores) == expected, district
+    # Several regions: their districts together; a district picked from another region's list
+    # (stale after the region changed) simply selects nothing.
+    two = grafana.options["region"][:2]
+    districts = grafana.variable_options("district", {"region": two})
+    assert {d.split(" / ")[0] for d in districts} == set(two)
+    assert grafana.variable_options("store", {"district": ["Nowhere / Nothing"]}) == []
+
+
+def test_stores_without_district_or_region_stay_selectable_under_all(grafana):
+    """NULL district / region (and no health row at all) become the '(none)' key, an option
+    like any other, so All still expands to every store. Changes are rolled back."""
+    no_district, no_place, no_health = grafana.stores[:3]
+    grafana.conn.exec_driver_sql(
+        "UPDATE store_health_scores SET district = NULL WHERE store_id = %s", (no_district,)
+    )
+    grafana.conn.exec_driver_sql(
+        "UPDATE store_health_scores SET district = NULL, region = NULL WHERE store_id = %s",
+        (no_place,),
+    )
+    grafana.conn.exec_driver_sql(
+        "DELETE FROM store_health_scores WHERE store_id = %s", (no_health,)
+    )
+    assert grafana.conn.in_transaction()  # rolled back by _grafana_connection
+    regions = grafana.variable_options("region", {})
+    assert NO_PLACE in regions and grafana.texts["region"][NO_PLACE] == "(no region)"
+    districts = grafana.variable_options("district", {"region": regions})
+    stores = grafana.variable_options("store", {"district": districts})
+    assert set(stores) == set(grafana.stores)
+    none_key = f"{NO_PLACE} / {NO_PLACE}"
+    assert grafana.texts["district"][none_key] == "(no region) / (no district)"
+    assert set(grafana.variable_options("store", {"district": [none_key]})) == {
+        no_place,
+        no_health,
+    }
+    region = _places(grafana)[no_district][0]
+    assert region is not None
+    assert no_district in grafana.variable_options(
+        "store", {"district": [f"{region} / {NO_PLACE}"]}
+    )
+    # The health grid shows them too, under '(no region) / (no district)'.
+    grafana.options.update(region=regions, district=districts, store=stores)
+    columns, rows = grafana.query(
+        grafana.expand(_sql(_panels()[HEALTH_GRID]), grafana.variables(ALL))
+    )
+    names = {row[columns.index("metric")] for row in rows}
+    assert any(n.startswith("(no region) / (no district) \u00b7 ") and f"({no_place})" in n
+               for n in names)  # fmt: skip
+
+
+def test_health_grid_rows_are_sorted_by_district(grafana):
+    panel = _panels()[HEALTH_GRID]
+    _, rows = grafana.query(grafana.expand(_sql(panel), grafana.variables(ALL)))
+    places = _places(grafana)
+    first_day = min(row[0] for row in rows)
+    names = [row[1] for row in rows if row[0] == first_day]
+    assert names == sorted(names)
+    by_store = {}
+    for name in {row[1] for row in rows}:
+        store = re.search(r"\((\d+)\)$", name).group(1)
+        assert store not in by_store, f"one row per store: {name!r}, {by_store.get(store)!r}"
+        by_store[store] = name
+        region, district = places[store]
+        assert name.startswith(f"{region} / {district} \u00b7 "), name
+
+
+@pytest.mark.parametrize("panel_id", [OPEN_INCIDENTS, OPEN_ALERTS])
+def test_row_links_resolve_to_a_window_around_the_date(grafana, panel_id):
+    panel = _panels()[panel_id]
+    columns, rows = grafana.query(grafana.expand(_sql(panel), grafana.variables(ALL)))
+    assert rows, panel["title"]
+    chart, ack = _links(panel_id)
+    first, last = (
+        ("first_date", "last_date") if panel_id == OPEN_INCIDENTS else ("alert_date", "alert_date")
+    )
+    id_field = "id" if panel_id == OPEN_INCIDENTS else "incident_id"
+    for row in rows:
+        record = dict(zip(columns, row, strict=True))
+        start = datetime.combine(record[first] - timedelta(days=30), time.min, tzinfo=UTC)
+        end = datetime.combine(record[last] + timedelta(days=8), time.min, tzinfo=UTC)
+        assert record["chart_from"] == int(start.timestamp()) * 1000
+        assert record["chart_to"] == int(end.timestamp()) * 1000
+        url = _render_link(chart["url"], record)
+        query = dict(part.split("=", 1) for part in url.split("?", 1)[1].split("&"))
+        assert query["var-store"] == str(record["store_id"])
+        assert query["var-metric"] in METRICS
+        assert int(query["from"]) < int(query["to"])
+        if record[id_field] is not None:
+            assert _render_link(ack["url"], record) == (
+                f"{ACK_BASE_URL}/incidents/{record[id_field]}"
+            )
+    if panel_id == OPEN_ALERTS:
+        # Every open alert belongs to an incident, so its incident link works.
+        assert all(dict(zip(columns, r, strict=True))["incident_id"] for r in rows)
+
+
+@pytest.mark.parametrize("selection", ["single", "multi", "all"])
+def test_incident_annotation_query_runs_on_mariadb(grafana, selection):
+    chosen = grafana.selections()[selection]
+    chosen_stores = grafana.stores if chosen == ALL else list(chosen)
+    sql = grafana.expand(_annotation("Incidents")["target"]["rawSql"], grafana.variables(chosen))
+    columns, rows = grafana.query(sql)
+    assert columns == ["time", "timeend", "text", "tags"]
+    start, end = grafana.time_from.timestamp(), grafana.time_to.timestamp()
+    times = [row[0] for row in rows]
+    assert times == sorted(times)
+    for time_, time_end, text, tags in rows:
+        assert isinstance(time_, int) and isinstance(time_end, int)
+        assert time_ % 86400 == 0 and time_end % 86400 == 0 and time_end > time_
+        assert time_ < end and time_end > start  # overlaps the range
+        assert text.split(" ")[0] in ("CRITICAL", "WARNING", "INFO")
+        assert re.search(r"\((\d+)\)", text).group(1) in chosen_stores
+        assert tags.split(",")[0] == text.split(" ")[0]
+    spans = grafana.query(
+        grafana.expand(
+            "SELECT first_date, last_date FROM store_anomaly_incidents WHERE store_id IN ($store)",
+            grafana.variables(chosen),
+        )
+    )[1]
+    day = timedelta(days=1)
+    expected = [
+        (first, last) for first, last in spans
+        if datetime.combine(first, time.min, tzinfo=UTC) < grafana.time_to
+        and datetime.combine(last + day, time.min, tzinfo=UTC) > grafana.time_from
+    ]  # fmt: skip
+    assert len(rows) == len(expected)
+    if selection == "all":
+        assert rows, "the synthetic chain has incidents in the last 30 days"

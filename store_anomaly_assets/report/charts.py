@@ -31,7 +31,10 @@ STATUS_COLOURS = {
     "AT_RISK": ("#e53935", "#ffffff"),
     "INSUFFICIENT_DATA": ("#cfd8dc", "#37474f"),
 }
+# The status word next to the day's score, where the cell colour is too light on white.
+STATUS_TEXT_COLOURS = {"WATCH": "#8a6100", "INSUFFICIENT_DATA": "#546e7a"}
 NO_ROW_COLOUR = "#f5f5f5"
+NAME_MAX = 280  # widest store-name column of the health grid, in px
 STATUS_WORDS = {
     "HEALTHY": ("Healthy", "健康"),
     "WATCH": ("Watch", "关注"),
@@ -105,9 +108,25 @@ def _n(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
-def _text_width(text: str, size: float) -> float:
-    """Rough rendered width: wide CJK glyphs count double."""
-    return sum(2 if ord(c) > 0x2E80 else 1 for c in text) * size * 0.56
+def _text_width(text: str, size: float, latin: float = 0.56) -> float:
+    """Rough rendered width: `latin` em a glyph, wide CJK glyphs two of 0.56 em.
+
+    0.56 em is an average for legends; a label that must never be cut off or run into the
+    cells is measured with `_LABEL_EM`, which errs on the wide side.
+    """
+    return sum(1.12 if ord(c) > 0x2E80 else latin for c in text) * size
+
+
+_LABEL_EM = 0.66  # wide enough for DejaVu Sans (semi)bold, a usual fallback font
+
+
+def _fit(text: str, size: float, room: float) -> str:
+    """`text`, cut with an ellipsis to `room` pixels (by `_text_width` at `_LABEL_EM`)."""
+    if _text_width(text, size, _LABEL_EM) <= room:
+        return text
+    while text and _text_width(text + "…", size, _LABEL_EM) > room:
+        text = text[:-1]
+    return text.rstrip() + "…"
 
 
 # ---------------------------------------------------------------------------------------
@@ -139,13 +158,20 @@ def health_grid_svg(health: pl.DataFrame, day: date, days: int = GRID_DAYS) -> M
         )
         .sort([pl.col("health_score").is_null(), "health_score", "store_id"])
     )
-    name_w = min(260, max(150, max((_text_width(f"{s} {n}", 12) for s, n in
-                                     stores.select("store_id", "store_name").iter_rows()),
-                                    default=150) + 16))
+    # Columns sized to their labels, which are never cut by the SVG's edge: store names
+    # (ellipsised past NAME_MAX, the full name in the hover title) and the day's status.
+    labels = {store_id: f"{store_id} {name or ''}".strip()
+              for store_id, name in stores.select("store_id", "store_name").iter_rows()}
+    name_w = min(NAME_MAX, max(150, max((_text_width(t, 12, _LABEL_EM) for t in
+                                         labels.values()), default=150) + 16))
+    day_statuses = window.filter(pl.col("metric_date") == day).get_column("health_status")
+    status_dx = 50  # the status word after the score ("100.0" in 14 px bold)
+    status_w = max((_text_width(" ".join(STATUS_WORDS.get(s, (s, s))), 12, _LABEL_EM)
+                    for s in day_statuses.unique().drop_nulls()), default=0.0)
     cell_w, cell_h, gap = 40, 24, 3
     top, left = 38, name_w
     score_x = left + days * (cell_w + gap) + 10
-    width = score_x + 150
+    width = score_x + max(150, status_dx + status_w + 8)
     height = top + max(1, stores.height) * (cell_h + gap) + 6
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" data-chart="health-grid" '
@@ -168,10 +194,10 @@ def health_grid_svg(health: pl.DataFrame, day: date, days: int = GRID_DAYS) -> M
     if stores.is_empty():
         out.append(f'<text x="8" y="{top + 16}" font-size="12" fill="#555">'
                    "No health scores in this window.</text>")
-    for row, (store_id, store_name, _score) in enumerate(stores.iter_rows()):
+    for row, (store_id, _name, _score) in enumerate(stores.iter_rows()):
         y = top + row * (cell_h + gap)
-        full = f"{store_id} {store_name or ''}".strip()
-        shown = full if len(full) <= 30 else full[:29] + "…"
+        full = labels[store_id]
+        shown = _fit(full, 12, name_w - 12)
         out.append(f'<text x="4" y="{_n(y + cell_h / 2 + 4)}" font-size="12" fill="#222">'
                    f"<title>{_e(full)}</title>{_e(shown)}</text>")
         for i, d in enumerate(dates):
@@ -203,9 +229,9 @@ def health_grid_svg(health: pl.DataFrame, day: date, days: int = GRID_DAYS) -> M
             score_s = "–" if score is None else f"{score:.1f}"
             out.append(f'<text x="{_n(score_x)}" y="{_n(y + cell_h / 2 + 5)}" font-size="14" '
                        f'font-weight="700" fill="#111">{score_s}</text>')
-            out.append(f'<text x="{_n(score_x + 44)}" y="{_n(y + cell_h / 2 + 4)}" '
+            out.append(f'<text x="{_n(score_x + status_dx)}" y="{_n(y + cell_h / 2 + 4)}" '
                        f'font-size="12" font-weight="600" '
-                       f'fill="{"#8a6100" if status == "WATCH" else fill}">'
+                       f'fill="{STATUS_TEXT_COLOURS.get(status, fill)}">'
                        f"{_e(en)} {_e(zh)}</text>")
     out.append("</svg>")
     return Markup("".join(out))
