@@ -358,3 +358,46 @@ def test_health_and_incidents_carry_the_store_district_and_region(site: Site) ->
             f"AS same, SUM(t.district IS NOT NULL) AS named FROM {table} t "
             f"JOIN `{opshop}`.t_shop_info s ON s.dept_id = t.store_id")[0]
         assert rows["n"] > 0 and rows["same"] == rows["n"] and rows["named"] > 0, table
+
+
+def test_every_channel_gets_the_links_and_emails_get_html() -> None:
+    """Slack, Teams and webhooks get the e-mail's links as text; each link is signed for
+    the recipient of that message."""
+    import polars as pl
+
+    routing = nf.parse_routing({"recipients": [
+        {"id": "dm", "name": "Dana Li", "role": "operations_director",
+         "urls": ["json://127.0.0.1:9/hook", "mailto://127.0.0.1:9?from=alerts@example.com&to=dana@example.com",
+                  "slack://T000/B000/XXXX"]},
+        {"id": "vp", "name": "Vic Park", "role": "operations_director",
+         "urls": ["json://127.0.0.1:9/vp"]}]})
+    day = date(2025, 10, 8)
+    alerts = pl.DataFrame([
+        {"id": 7, "incident_id": 70, "metric_name": "revenue", "severity": "CRITICAL",
+         "impact_usd": 900.0, "z_score": -6.5},
+        {"id": 8, "incident_id": 70, "metric_name": "order_count", "severity": "CRITICAL",
+         "impact_usd": None, "z_score": -6.7},
+    ]).with_columns(store_id=pl.lit(1101), alert_date=pl.lit(day), store_name=pl.lit("Midtown"),
+                    description_en=pl.lit("Revenue fell"), description_zh=pl.lit("营业额下降"),
+                    recommended_action=pl.lit("Investigate"),
+                    recommended_action_zh=pl.lit("排查"))
+    ack = AckLinks(SECRET, "https://ops.example.com/ack-app", timedelta(hours=168))
+    plan = nf.plan_alert_notifications(alerts, routing, links=nf.MessageLinks(ack, GRAFANA))
+    assert len(plan.messages) == 4
+    for message in plan.messages:
+        name = "Dana Li" if message.channel.url != "json://127.0.0.1:9/vp" else "Vic Park"
+        url = re.search(r"https://ops\.example\.com/ack-app/ack/[\w.-]+", message.body).group(0)
+        assert ack.check(url.rsplit("/", 1)[1]).name == name
+        assert ack.check(url.rsplit("/", 1)[1]).incident_id == 70
+        assert message.body.count("/ack/") == 1  # one link per incident, not per alert
+        assert "https://ops.example.com/ack-app/reports/2025-10-08" in message.body
+        assert f"{GRAFANA}?var-store=1101&var-metric=revenue" in message.body
+        is_email = message.channel.url.startswith("mailto")
+        assert (message.html is not None) == is_email
+        if is_email:
+            assert message.html.count('data-incident-id="70"') == 1
+            assert url in message.html and "Order count" in message.html
+    # Without a secret the messages say how to acknowledge from the shell instead.
+    plain = nf.plan_alert_notifications(alerts, routing)
+    assert all("/ack/" not in m.body and "store-anomaly ack --incident 70" in m.body
+               for m in plain.messages)

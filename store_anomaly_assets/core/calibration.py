@@ -45,8 +45,11 @@ def prediction_multiplier(k: float, n: np.ndarray) -> np.ndarray:
     mean +/- t_{n-1}(Phi(k)) * sqrt(1 + 1/n) * std.
     """
     n = np.asarray(n, dtype=float)
+    # Baseline sizes take a few dozen values: the t quantile once per size.
+    sizes, position = np.unique(n, return_inverse=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return stats.t.ppf(special.ndtr(k), n - 1) * np.sqrt(1 + 1 / n)
+        per_size = stats.t.ppf(special.ndtr(k), sizes - 1) * np.sqrt(1 + 1 / sizes)
+    return per_size[position].reshape(n.shape)
 
 
 def poisson_z(x: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ the 3-sigma point test and WE2, and adds a one-sided CUSUM per series on the adv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -554,16 +555,26 @@ def _calibrated_scores(frame: pl.DataFrame, settings: SpcSettings) -> pl.DataFra
     discrete = frame["_discrete"].to_numpy()
     t = frame["_t"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     centre = np.exp(mean + effect_v)
-    z = np.where(discrete, calibration.poisson_z(value, centre),
+
+    def on_counts(function, *arrays: np.ndarray) -> np.ndarray:
+        # The exact Poisson tails are costly: computed for the count metrics' rows only.
+        out = np.full(discrete.shape, np.nan)
+        if discrete.any():
+            out[discrete] = function(*(a[discrete] for a in arrays))
+        return out
+
+    z = np.where(discrete, on_counts(calibration.poisson_z, value, centre),
                  calibration.calibrated_z(t, n - 1))
     z = np.where(has & ~np.isnan(value), z, np.nan)
     limits = {}
     for k in (2, 3):
         half = calibration.prediction_multiplier(k, n) * spread
-        limits[f"lcl_{k}s"] = np.where(discrete, calibration.poisson_limit(-k, centre),
-                                       np.exp(mean + effect_v - half))
-        limits[f"ucl_{k}s"] = np.where(discrete, calibration.poisson_limit(k, centre),
-                                       np.exp(mean + effect_v + half))
+        limits[f"lcl_{k}s"] = np.where(
+            discrete, on_counts(partial(calibration.poisson_limit, -k), centre),
+            np.exp(mean + effect_v - half))
+        limits[f"ucl_{k}s"] = np.where(
+            discrete, on_counts(partial(calibration.poisson_limit, k), centre),
+            np.exp(mean + effect_v + half))
     level = np.exp(mean)
     spread_units = np.where(discrete, np.sqrt(level), level * spread)
     keep = pl.Series(has)

@@ -9,8 +9,8 @@ that the channel does not have yet.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -68,10 +68,18 @@ class MessageLinks:
 
     ack: AckLinks | None = None
     grafana_url: str | None = None
+    # When the links are signed (default: when the messages are planned, on the wall
+    # clock), so that a plan's messages carry the same link for an incident and a person.
+    now: datetime | None = None
+
+    def at(self, now: datetime) -> MessageLinks:
+        return replace(self, now=now)
 
     def acknowledge(self, row: Mapping[str, Any], name: str) -> str | None:
         incident = row.get("incident_id")
-        return None if self.ack is None or incident is None else self.ack.url(incident, name)
+        if self.ack is None or incident is None:
+            return None
+        return self.ack.url(incident, name, self.now)
 
     def chart(self, row: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] = ()) -> str | None:
         if self.grafana_url is None:
@@ -270,6 +278,8 @@ def plan_alert_notifications(
     also get an HTML body; every channel gets the same links.
     """
     delivered = delivered or {}
+    links = links or MessageLinks()
+    links = links if links.now is not None else links.at(datetime.now(UTC))
     rows = prepare_alerts(alerts, stores).to_dicts()
     required: dict[str, frozenset[str]] = {}
     per_recipient: dict[str, list[tuple[str, dict]]] = {}
