@@ -199,7 +199,6 @@ def test_a_district_manager_acknowledges_from_the_email_in_chromium(
         # The notifier routes by the store master's districts, in the chain's opshop.
         opshop = Database(host="127.0.0.1", port=PORT, user="root",
                           database=SOURCE_DATABASES["OPSHOP_"], read_only=True)
-        config = load_config(env_file=None)
         links = nf.MessageLinks(AckLinks(SECRET, site.base, timedelta(hours=168)), GRAFANA)
         routing = _routing(tmp_path, smtp, district)
         alerts_of = site.rows("SELECT MAX(alert_date) AS d FROM store_anomaly_alerts")[0]["d"]
@@ -209,7 +208,6 @@ def test_a_district_manager_acknowledges_from_the_email_in_chromium(
         mails = [m for m in smtp.take() if m.to == ["dana@example.com"]]
     finally:
         smtp.controller.stop()
-    assert config.web.ack_link_secret is None  # the test's own process has no secret
     assert len(mails) == 1
     mail = mails[0]
     assert mail.content_type == "multipart/alternative" and mail.html and mail.text
@@ -217,7 +215,8 @@ def test_a_district_manager_acknowledges_from_the_email_in_chromium(
     # carries the same links. Dana opens the first.
     cards = re.findall(r'data-incident-id="(\d+)"', mail.html)
     assert cards and len(cards) == len(set(cards))
-    incident = next(i for i in _open_incidents(site) if str(i["id"]) == cards[0])
+    incident = site.rows("SELECT id, store_name, district FROM store_anomaly_incidents "
+                         "WHERE id = :i", i=int(cards[0]))[0]
     assert incident["district"] == district
     link = re.search(rf"{re.escape(site.base)}/ack/[\w.-]+", mail.text)
     ack_urls = re.findall(rf"{re.escape(site.base)}/ack/[\w.-]+", mail.html)
@@ -293,10 +292,24 @@ def test_cross_site_and_foreign_requests_write_nothing(site: Site) -> None:
         assert httpx.post(url, data=form).status_code == 403
         # A wrong token in the form.
         assert client.post(url, data={**form, "csrf": "x"}).status_code == 403
-        # An empty name is refused with the form again.
+        # A token that is not even ASCII: refused, not a server error.
+        assert client.post(url, data={**form, "csrf": "é"}).status_code == 403
+        # An empty name, or one that would forge a log line, is refused with the form.
         empty = client.post(url, data={**form, "name": "  "})
         assert empty.status_code == 400 and "Name needs the name" in empty.text
-    assert _acknowledgment(site, incident["id"])[0]["acknowledged_at"] is None
+        forged = client.post(url, data={**form, "name": "Dana\r\nINFO fake"})
+        assert forged.status_code == 400 and "control characters" in forged.text
+        assert _acknowledgment(site, incident["id"])[0]["acknowledged_at"] is None
+        # Two tabs: opening a second link keeps the browser's token, so the first tab's
+        # form still works. Whoever submits another person's link is recorded as such.
+        second = _open_incidents(site)[-2]
+        other_url = AckLinks(SECRET, site.base, timedelta(hours=1)).url(second["id"], "Vic")
+        assert client.get(other_url).status_code == 200
+        done = client.post(url, data=form)
+        assert done.status_code == 200 and "Acknowledged" in done.text
+    incident_row, alerts = _acknowledgment(site, incident["id"])
+    assert incident_row["acknowledged_by"] == "Mallory (with Dana Li's link)"
+    assert incident_row["ack_note"] == "cross-site" and all(a["acknowledged"] for a in alerts)
     # Nothing else writes: no other method or route takes a request body.
     for method, path in (("POST", f"/incidents/{incident['id']}"), ("PUT", "/ack/x"),
                          ("DELETE", "/ack/x"), ("POST", "/reports/2025-10-08"),
@@ -305,7 +318,7 @@ def test_cross_site_and_foreign_requests_write_nothing(site: Site) -> None:
 
 
 def test_read_only_pages_and_the_cli_link(site: Site) -> None:
-    incident = _open_incidents(site)[-1]
+    incident = _open_incidents(site)[-3]
     page = httpx.get(f"{site.base}/incidents/{incident['id']}")
     assert page.status_code == 200 and "<form" not in page.text
     assert "signed for you" in page.text and 'data-chart="control"' in page.text
@@ -397,6 +410,10 @@ def test_every_channel_gets_the_links_and_emails_get_html() -> None:
         if is_email:
             assert message.html.count('data-incident-id="70"') == 1
             assert url in message.html and "Order count" in message.html
+    # A plan signs once: Dana's three channels carry the same link.
+    danas = {re.search(r"/ack/[\w.-]+", m.body).group(0) for m in plan.messages
+             if m.channel.url != "json://127.0.0.1:9/vp"}
+    assert len(danas) == 1
     # Without a secret the messages say how to acknowledge from the shell instead.
     plain = nf.plan_alert_notifications(alerts, routing)
     assert all("/ack/" not in m.body and "store-anomaly ack --incident 70" in m.body

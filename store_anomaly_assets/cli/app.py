@@ -328,7 +328,7 @@ def serve(
     config = configured(ctx)
     if port is not None and not 1 <= port <= 65535:
         raise UsageProblem(f"--port {port} is not a TCP port (1-65535)")
-    tasks.serve(config, host, port, _options(ctx).log_level or config.log_level)
+    tasks.serve(config, host, port, _options(ctx).log_level or config.log_level, render.say)
     return 0
 
 

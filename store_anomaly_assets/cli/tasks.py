@@ -7,7 +7,8 @@ returns what its command prints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -167,7 +168,8 @@ def ack_link(config: AppConfig, incident_id: int, name: str) -> str:
     return links.url(incident_id, name)
 
 
-def serve(config: AppConfig, host: str | None, port: int | None, log_level: str) -> None:
+def serve(config: AppConfig, host: str | None, port: int | None, log_level: str,
+          announce: Callable[[str], None] = print) -> None:
     """`serve`: the acknowledgment web app, until interrupted."""
     import uvicorn
 
@@ -179,9 +181,16 @@ def serve(config: AppConfig, host: str | None, port: int | None, log_level: str)
         require_tables(analytics, engine, [store_anomaly_incidents.name,
                                            store_anomaly_alerts.name])
         app = create_app(engine, links, config.web.grafana_url)
-        # No access log: its lines would carry the links' tokens.
-        uvicorn.run(app, host=host or config.web.serve_host, port=port or config.web.serve_port,
-                    access_log=False, log_level=log_level.lower(), server_header=False)
+    host, port = host or config.web.serve_host, port or config.web.serve_port
+    try:  # bound here, so a taken port is one line, not uvicorn's log and exit status 3
+        sock = socket.create_server((host, port))
+    except OSError as exc:
+        raise CliError(f"serve cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    announce(f"Serving on http://{host}:{port}; links point to {config.web.public_url}")
+    # No access log: its lines would carry the links' tokens.
+    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level=log_level.lower(),
+                                           server_header=False))
+    server.run(sockets=[sock])
 
 
 @dataclass(frozen=True)

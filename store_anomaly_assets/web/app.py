@@ -32,9 +32,12 @@ import sqlalchemy as sa
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store_anomaly_assets.core.alerts import CHECKLIST, LABELS, format_value
 from store_anomaly_assets.core.contracts import SEVERITY_ZH
@@ -166,11 +169,14 @@ class AckApp:
         if isinstance(found, Response):
             return found
         grant, context = found
-        csrf = secrets.token_urlsafe(32)
+        # One token per browser, kept: a second link opened in another tab must not void
+        # the first tab's form. Path "/": behind a proxy the pages live under its prefix.
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         response = _page("incident.html.j2", **context, grant=grant,
                          form={"name": grant.name, "note": "", "csrf": csrf, "error": None})
-        response.set_cookie(CSRF_COOKIE, csrf, max_age=3600, path="/ack/", httponly=True,
-                            samesite="strict", secure=self.secure_cookie)
+        response.set_cookie(CSRF_COOKIE, csrf, max_age=int(self.links.ttl.total_seconds()),
+                            path="/", httponly=True, samesite="strict",
+                            secure=self.secure_cookie)
         return response
 
     def _cross_site(self, request: Request) -> bool:
@@ -182,7 +188,8 @@ class AckApp:
         form = await request.form()
         cookie = request.cookies.get(CSRF_COOKIE, "")
         sent = str(form.get("csrf", ""))
-        if self._cross_site(request) or not cookie or not hmac.compare_digest(cookie, sent):
+        if (self._cross_site(request) or not cookie
+                or not hmac.compare_digest(cookie.encode(), sent.encode())):
             return _refusal("Request refused", "This form was not sent from the "
                             "acknowledgment page. Open the link from your notification "
                             "again and submit the form there.", 403)
@@ -197,6 +204,9 @@ class AckApp:
         grant, context = found
         try:
             by = acks.check_acknowledger(name)
+            # The link is signed for one person: whoever else uses it is recorded as such.
+            if by != grant.name:
+                by = acks.check_acknowledger(f"{by} (with {grant.name}'s link)")
             note_text = acks.check_note(note.strip() or None)
         except acks.AcknowledgmentError as exc:
             error = str(exc).replace("--by", "Name").replace("--note", "Note")
@@ -237,10 +247,27 @@ class AckApp:
         return HTMLResponse(build_report_html(data), headers=HEADERS)
 
 
+class SecurityHeaders:
+    """Every response, Starlette's own 404 and 405 included, gets `HEADERS`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
+
+
 def create_app(engine: sa.Engine, links: AckLinks, grafana_url: str | None = None) -> Starlette:
     """The ASGI app; the engine must be allowed to update the alerts and incidents."""
     app = AckApp(engine, links, grafana_url)
-    return Starlette(routes=[
+    return Starlette(middleware=[Middleware(SecurityHeaders)], routes=[
         Route("/healthz", app.healthz, methods=["GET"]),
         Route("/ack/{token}", app.ack_page, methods=["GET"]),
         Route("/ack/{token}", app.acknowledge, methods=["POST"]),

@@ -108,6 +108,8 @@ def check_acknowledger(by: str | None) -> str:
     name = (by or "").strip()
     if not name:
         raise AcknowledgmentError("--by needs the name of who acknowledges")
+    if any(not char.isprintable() for char in name):
+        raise AcknowledgmentError("--by must be a plain name, without control characters")
     _check_fits("--by", name, alerts.c.acknowledged_by)
     return name
 
