@@ -139,6 +139,11 @@ def format_value(value: float | None, unit: str, decimals: int | None = None) ->
     return f"{prefix}{value:,.{places}f}{suffix}"
 
 
+def format_z(z: float | None) -> str:
+    """A z-score as every text, page and message writes it."""
+    return "n/a" if z is None else f"{z:+.2f}"
+
+
 def describe(row: dict) -> tuple[str, str]:
     """The English and Chinese description of one alert row."""
     label = LABELS[row["metric_name"]]

@@ -11,6 +11,8 @@ import polars as pl
 SEVERITIES = ("CRITICAL", "WARNING", "INFO")
 SEVERITY_ORDER = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 SEVERITY_ZH = {"CRITICAL": "严重", "WARNING": "警告", "INFO": "提示"}
+# Every page, chart and e-mail colours a severity the same way.
+SEVERITY_COLOURS = {"CRITICAL": "#c62828", "WARNING": "#ef6c00", "INFO": "#1565c0"}
 
 # An alert as the alert step builds it (store_anomaly_alerts without the bookkeeping
 # columns), and the types a reader casts to.

@@ -16,8 +16,13 @@ from typing import Any
 import polars as pl
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from store_anomaly_assets.core.alerts import LABELS
-from store_anomaly_assets.core.contracts import ALERT_SCHEMA, SEVERITY_ORDER, SEVERITY_ZH
+from store_anomaly_assets.core.alerts import LABELS, format_z
+from store_anomaly_assets.core.contracts import (
+    ALERT_SCHEMA,
+    SEVERITY_COLOURS,
+    SEVERITY_ORDER,
+    SEVERITY_ZH,
+)
 from store_anomaly_assets.notify.delivery import DeliveryPlan, Message, alert_token, is_email
 from store_anomaly_assets.notify.routing import Recipient, Routing
 from store_anomaly_assets.web.links import AckLinks, grafana_chart_url
@@ -208,8 +213,6 @@ _EMAIL = Environment(
 
 def _email_card(number: int, group: Sequence[Mapping[str, Any]], name: str,
                 links: MessageLinks) -> dict[str, Any]:
-    from store_anomaly_assets.report.charts import SEVERITY_COLOURS
-
     lead = group[0]
     label = LABELS.get(lead["metric_name"])
     days = sorted({r["alert_date"] for r in group})
@@ -236,7 +239,7 @@ def _email_card(number: int, group: Sequence[Mapping[str, Any]], name: str,
         "evidence": [{"severity": r["severity"], "day": r["alert_date"],
                       "metric": (LABELS[r["metric_name"]].en if r["metric_name"] in LABELS
                                  else r["metric_name"]),
-                      "z": "n/a" if r["z_score"] is None else f"{r['z_score']:+.2f}"}
+                      "z": format_z(r["z_score"])}
                      for r in group[1:]],
         "ack_url": links.acknowledge(lead, name),
         "chart_url": links.chart(lead, group[1:]),

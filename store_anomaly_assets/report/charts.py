@@ -18,7 +18,7 @@ import polars as pl
 from markupsafe import Markup
 
 from store_anomaly_assets.core.alerts import LABELS, WEEKDAYS, format_value
-from store_anomaly_assets.core.contracts import SEVERITY_ORDER
+from store_anomaly_assets.core.contracts import SEVERITY_COLOURS, SEVERITY_ORDER
 from store_anomaly_assets.core.settings import SpcSettings
 from store_anomaly_assets.core.spc import METRICS
 from store_anomaly_assets.report.data import CHART_DAYS, GRID_DAYS
@@ -41,7 +41,6 @@ STATUS_WORDS = {
     "AT_RISK": ("At risk", "风险"),
     "INSUFFICIENT_DATA": ("Insufficient data", "数据不足"),
 }
-SEVERITY_COLOURS = {"CRITICAL": "#c62828", "WARNING": "#ef6c00", "INFO": "#1565c0"}
 BAND_2S = "#dcefdc"
 BAND_3S = "#fcebc7"
 LINE_COLOUR = "#1f3b73"

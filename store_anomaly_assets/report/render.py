@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from store_anomaly_assets.core.alerts import RULE_WORDS, WEEKDAYS, format_value
+from store_anomaly_assets.core.alerts import RULE_WORDS, WEEKDAYS, format_value, format_z
 from store_anomaly_assets.core.contracts import SEVERITY_ORDER, SEVERITY_ZH
 from store_anomaly_assets.core.spc import METRICS
 from store_anomaly_assets.report.charts import (
@@ -239,7 +239,7 @@ def _row(alert: dict[str, Any]) -> _AlertRow:
         expected=format_value(expected, unit),
         gap=("n/a" if value is None or not expected
              else f"{(value - expected) / expected * 100:+.1f}%"),
-        z="n/a" if alert["z_score"] is None else f"{alert['z_score']:+.2f}",
+        z=format_z(alert["z_score"]),
         rules=[(r, RULE_WORDS[r][0] if r in RULE_WORDS else None)
                for r in (alert["rules_violated"] or "").split(",") if r],
         scope=alert["scope"] or "STORE",

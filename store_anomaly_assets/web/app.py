@@ -39,8 +39,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from store_anomaly_assets.core.alerts import CHECKLIST, LABELS, format_value
-from store_anomaly_assets.core.contracts import SEVERITY_ZH
+from store_anomaly_assets.core.alerts import CHECKLIST, LABELS, format_value, format_z
+from store_anomaly_assets.core.contracts import SEVERITY_COLOURS, SEVERITY_ZH
 from store_anomaly_assets.db.analytics import acknowledgments as acks
 from store_anomaly_assets.db.analytics.incidents import acknowledge_incident, read_incident
 from store_anomaly_assets.db.analytics.schema import store_health_scores
@@ -70,7 +70,8 @@ _ENV = Environment(
     lstrip_blocks=True,
     finalize=lambda value: "" if value is None else value,
 )
-_ENV.globals.update(severity_zh=SEVERITY_ZH, checklist=CHECKLIST)
+_ENV.globals.update(severity_zh=SEVERITY_ZH, severity_colours=SEVERITY_COLOURS,
+                    checklist=CHECKLIST)
 
 
 def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -93,7 +94,7 @@ def _alert_rows(alerts: pl.DataFrame) -> list[dict[str, Any]]:
             "zh": label.zh if label else alert["metric_name"],
             "value": format_value(alert["metric_value"], unit),
             "expected": format_value(alert["expected_value"], unit),
-            "z": "n/a" if alert["z_score"] is None else f"{alert['z_score']:+.2f}",
+            "z": format_z(alert["z_score"]),
             "impact": None if alert["impact_usd"] is None
             else format_value(alert["impact_usd"], "usd"),
         })
