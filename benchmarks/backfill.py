@@ -16,9 +16,9 @@ the benchmark wants the complete history, not late arrival), `init_db` the analy
 database, create both Dagster instances' schemas so no run pays a migration, and
 byte-compile the package (`compile_package`).
 
-1. bare aggregates: the five queries the extraction step sends (store master, hourly
-   sales / production / quality, daily staffing) with the pipeline's own parameters
-   (`bucket_groups`, the staffing date bounds), run as `conn.execute(q, p).fetchall()` on
+1. bare aggregates: the five queries the extraction step sends (store master,
+   sales / production / quality per local day, daily staffing) with the pipeline's own
+   parameters (`utc_bounds`, the staffing date bounds), run as `conn.execute(q, p).fetchall()` on
    the pipeline's read-only engines. Only execute + fetch is timed (the connection is
    checked out first): this is the floor any implementation pays to read the sources.
    Measured for the backfill range and, for the daily ratio, the daily range.
@@ -419,18 +419,20 @@ def extraction_queries(stores: pl.DataFrame, start: date, end: date) -> list[Que
     from store_anomaly_assets.db.sources import extraction as ex
 
     active = stores.filter(pl.col("is_active"))
-    # The same helper extract_* call; the benchmark chain's zones are whole hours.
-    [(width, hourly)] = ex.bucket_groups(active, start, end)
+    # The same bounds extract_* use.
+    lo, hi = ex.utc_bounds(active["time_zone"].unique().to_list(), start, end)
+    window = (active, lo, hi)
+    hourly = {"store_ids": active["store_id"].to_list(), "utc_lo": lo, "utc_hi": hi}
     limits = DataQualitySettings()
     daily = {"store_ids": active["store_id"].to_list(), "date_lo": start, "date_hi": end}
     return [
         Query("store_master", "opshop", ex.store_master_query(), {}),
-        Query("sales", "sales_order", ex.sales_query(width),
+        Query("sales", "sales_order", ex.sales_query(window),
               {**hourly, "max_order_amount": limits.max_order_amount}),
-        Query("production", "opproduction", ex.production_query(width),
+        Query("production", "opproduction", ex.production_query(window),
               {**hourly, "max_production_seconds": limits.max_production_seconds}),
         Query("staffing", "opempefficiency", ex.staffing_query(), daily),
-        Query("quality", "opqualitycontrol", ex.quality_query(width), hourly),
+        Query("quality", "opqualitycontrol", ex.quality_query(window), hourly),
     ]
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 import pytest
 
 from store_anomaly_assets.core import quality
 from store_anomaly_assets.core.quality import DataQualitySettings
-from store_anomaly_assets.db.sources.extraction import sub_hour_zones
+from store_anomaly_assets.db.sources.extraction import zone_transitions
 
 D1, D2, D3 = date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)
 LIMITS = DataQualitySettings()
@@ -112,18 +112,18 @@ def test_an_accepted_gap_is_recorded() -> None:
     assert found["detail"][0].endswith("written anyway (--accept-source-gaps)")
 
 
-@pytest.mark.parametrize(("zone", "sub_hour"), [
-    ("America/New_York", False), ("Europe/London", False), ("Asia/Kolkata", True),
-    ("Asia/Kathmandu", True), ("Australia/Adelaide", True), ("America/St_Johns", True),
-    ("UTC", False),
-])
-def test_sub_hour_zones_get_quarter_hour_buckets(zone: str, sub_hour: bool) -> None:
-    assert (zone in sub_hour_zones([zone], date(2025, 1, 1), date(2025, 12, 31))) is sub_hour
-
-
-def test_a_half_hour_daylight_saving_change_is_seen() -> None:
-    # Lord Howe Island is +11:00 in its summer and +10:30 from the first Sunday of April.
-    zone = ["Australia/Lord_Howe"]
-    assert not sub_hour_zones(zone, date(2025, 12, 1), date(2025, 12, 31))
-    assert sub_hour_zones(zone, date(2025, 3, 30), date(2025, 4, 7))
-    assert sub_hour_zones(zone, date(2025, 6, 1), date(2025, 6, 30))
+def test_zone_transitions_are_found_to_the_minute() -> None:
+    """The offsets a local-day query uses: New York's two changes of 2025 at their UTC
+    instants, a constant half-hour zone, and Lord Howe's half-hour daylight saving."""
+    lo, hi = datetime(2025, 1, 1), datetime(2026, 1, 1)
+    assert zone_transitions("America/New_York", lo, hi) == [
+        (None, -300), (datetime(2025, 3, 9, 7, 0), -240), (datetime(2025, 11, 2, 6, 0), -300)]
+    assert zone_transitions("Asia/Kolkata", lo, hi) == [(None, 330)]
+    assert zone_transitions("UTC", lo, hi) == [(None, 0)]
+    # Lord Howe: +11:00 until 2025-04-06 02:00 local (15:00 UTC the day before), then
+    # +10:30 until 2025-10-05 02:00 local (15:30 UTC the day before).
+    assert zone_transitions("Australia/Lord_Howe", lo, hi) == [
+        (None, 660), (datetime(2025, 4, 5, 15, 0), 630), (datetime(2025, 10, 4, 15, 30), 660)]
+    # St John's, Newfoundland: -3:30 / -2:30, changing at 02:00 local.
+    assert zone_transitions("America/St_Johns", lo, hi) == [
+        (None, -210), (datetime(2025, 3, 9, 5, 30), -150), (datetime(2025, 11, 2, 4, 30), -210)]

@@ -1,16 +1,16 @@
 """Every query against the source databases, in one place (the guide's steps 1-5).
 
 Aggregation happens inside the source database: orders, production records and
-inspections are grouped by store and UTC time bucket, so no raw rows cross the network.
-The buckets are then assigned to each store's local business day in polars. A bucket
-never straddles a local midnight: it is an hour for stores whose zone is a whole number
-of hours from UTC throughout the range, and a quarter of an hour for the others
-(Asia/Kolkata, Asia/Kathmandu, Australia/Lord_Howe...), since every offset in use is a
-multiple of 15 minutes. Local days are therefore exact across daylight-saving changes.
-Time predicates are half-open ranges on the indexed column, so they stay sargable.
+inspections are grouped by store and local business day, so only one row per store and
+day crosses the network. The local day is computed in the query from the UTC time and
+the UTC offset in force at that instant, a CASE over the store's zone and the offset
+changes (daylight saving) that zoneinfo finds in the range, to the minute: local days
+are exact in every zone, half-hour and quarter-hour ones included. Time predicates are
+half-open ranges on the indexed column, so they stay sargable.
 
-The row-validity rules of core/quality.py are applied in the same queries: rows that
-break them are counted (`rows_excluded`), never summed.
+The row-validity rules of core/quality.py are applied in the same queries, as one
+range predicate per measure (a NULL fails it too): rows that break them are counted
+(`rows_excluded` = all rows - valid rows), never summed.
 
 The same SQLAlchemy Core statements run on MySQL/MariaDB and on the embedded SQLite
 demo; the two functions below that differ between dialects compile per dialect.
@@ -58,36 +58,45 @@ STORE_COLUMNS = {
 }
 
 
-class epoch_bucket(FunctionElement):
-    """The start of a naive UTC DATETIME's bucket, in whole minutes since 1970-01-01.
-
-    `width` (minutes, a divisor of 60) is a constant of the query, not data: it is a
-    literal clause so that it is part of the statement's cache key.
-    """
+class epoch_minutes(FunctionElement):
+    """Whole minutes from 1970-01-01 to a naive UTC DATETIME."""
 
     type = sa.BigInteger()
     inherit_cache = True
 
-    def __init__(self, column: sa.ColumnElement, width: int) -> None:
-        if 60 % width:
-            raise ValueError(f"bucket width {width} does not divide an hour")
-        super().__init__(column, sa.literal_column(str(int(width))))
 
-
-@compiles(epoch_bucket, "mysql")
-@compiles(epoch_bucket, "mariadb")
-def _epoch_bucket_mysql(element, compiler, **kw):
+@compiles(epoch_minutes, "mysql")
+@compiles(epoch_minutes, "mariadb")
+def _epoch_minutes_mysql(element, compiler, **kw):
     # TIMESTAMPDIFF on DATETIME ignores the session time zone, unlike UNIX_TIMESTAMP.
-    column, width = (compiler.process(c, **kw) for c in element.clauses)
-    if width == "60":
-        return f"(TIMESTAMPDIFF(HOUR, '1970-01-01 00:00:00', {column}) * 60)"
-    return f"(TIMESTAMPDIFF(MINUTE, '1970-01-01 00:00:00', {column}) DIV {width} * {width})"
+    (column,) = (compiler.process(c, **kw) for c in element.clauses)
+    return f"TIMESTAMPDIFF(MINUTE, '1970-01-01 00:00:00', {column})"
 
 
-@compiles(epoch_bucket, "sqlite")
-def _epoch_bucket_sqlite(element, compiler, **kw):
-    column, width = (compiler.process(c, **kw) for c in element.clauses)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / ({width} * 60) * {width})"
+@compiles(epoch_minutes, "sqlite")
+def _epoch_minutes_sqlite(element, compiler, **kw):
+    (column,) = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) / 60)"
+
+
+class day_of_minutes(FunctionElement):
+    """Whole days in a non-negative count of minutes (integer division by 1440)."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(day_of_minutes, "mysql")
+@compiles(day_of_minutes, "mariadb")
+def _day_of_minutes_mysql(element, compiler, **kw):
+    (minutes,) = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(({minutes}) DIV 1440)"
+
+
+@compiles(day_of_minutes, "sqlite")
+def _day_of_minutes_sqlite(element, compiler, **kw):
+    (minutes,) = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(({minutes}) / 1440)"
 
 
 class seconds_between(FunctionElement):
@@ -192,116 +201,127 @@ def utc_bounds(time_zones: Sequence[str], start: date, end: date) -> tuple[datet
     return lo.replace(tzinfo=None), hi.replace(tzinfo=None)
 
 
-def sub_hour_zones(time_zones: Sequence[str], start: date, end: date) -> set[str]:
-    """The zones that are not a whole number of hours from UTC at some point in the range.
+Transitions = list[tuple[datetime | None, int]]
 
-    Offsets change at most a few times a year, so the offset at each day's UTC noon
-    (one day before to one day after the range) sees every offset in force for a day.
+
+def _offset_minutes(instant: datetime, zone: ZoneInfo) -> int:
+    offset = instant.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).utcoffset()
+    return int(offset.total_seconds() // 60)
+
+
+def zone_transitions(time_zone: str, utc_lo: datetime, utc_hi: datetime) -> Transitions:
+    """The UTC offsets (minutes) in force in a zone over naive UTC [utc_lo, utc_hi):
+    `[(None, offset at utc_lo), (instant, offset from then on), ...]`, to the minute.
+
+    Offsets change at most a few times a year and never twice within hours, so hourly
+    probes find every change and a bisection finds its minute.
     """
-    days = pl.datetime_range(
-        datetime.combine(start - timedelta(days=1), time(12)),
-        datetime.combine(end + timedelta(days=1), time(12)),
-        "1d", time_zone="UTC", eager=True,
-    )
-    found = set()
-    for tz in set(time_zones):
-        local = days.dt.convert_time_zone(tz)
-        offset = (local.dt.base_utc_offset() + local.dt.dst_offset()).dt.total_minutes()
-        if (offset % 60 != 0).any():
-            found.add(tz)
+    zone = ZoneInfo(time_zone)
+    found: Transitions = [(None, _offset_minutes(utc_lo, zone))]
+    probe = utc_lo
+    while probe < utc_hi:
+        following = min(probe + timedelta(hours=1), utc_hi)
+        offset = _offset_minutes(following, zone)
+        if offset != found[-1][1]:
+            low, high = probe, following  # the change is in (low, high]
+            while high - low > timedelta(minutes=1):
+                middle = low + (high - low) / 2
+                middle = middle.replace(second=0, microsecond=0)
+                if middle <= low:
+                    break
+                if _offset_minutes(middle, zone) == found[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            found.append((high, offset))
+        probe = following
     return found
 
 
-def bucket_groups(
-    active: pl.DataFrame, start: date, end: date
-) -> list[tuple[int, dict[str, object]]]:
-    """The bucketed queries local days start..end need: (bucket minutes, parameters).
+def local_day(store_id: sa.ColumnElement, utc_time: sa.ColumnElement,
+              stores: pl.DataFrame, utc_lo: datetime, utc_hi: datetime) -> sa.ColumnElement:
+    """The local business day of `utc_time` at its store, as days since 1970-01-01.
 
-    Stores in sub-hour zones get their own query with quarter-hour buckets, so the
-    common case keeps the cheaper hourly grouping.
+    local minutes = UTC minutes + the offset of the store's zone at that instant; the
+    offsets are a CASE over the zones (store ids) and, within a zone, its changes.
     """
-    quarter = list(sub_hour_zones(active["time_zone"].unique().to_list(), start, end))
-    groups = []
-    for width, group in ((60, active.filter(~pl.col("time_zone").is_in(quarter))),
-                         (15, active.filter(pl.col("time_zone").is_in(quarter)))):
-        if not group.is_empty():
-            lo, hi = utc_bounds(group["time_zone"].unique().to_list(), start, end)
-            groups.append((width, {"store_ids": group["store_id"].to_list(),
-                                   "utc_lo": lo, "utc_hi": hi}))
-    return groups
+    def zone_offset(transitions: Transitions) -> sa.ColumnElement:
+        if len(transitions) == 1:
+            return sa.literal(transitions[0][1])
+        whens = [(utc_time < instant, transitions[i][1])
+                 for i, (instant, _) in enumerate(transitions[1:])]
+        return sa.case(*whens, else_=transitions[-1][1])
+
+    by_zone = stores.group_by("time_zone", maintain_order=True).agg("store_id").rows()
+    offsets = [(ids, zone_offset(zone_transitions(tz, utc_lo, utc_hi))) for tz, ids in by_zone]
+    offset = offsets[-1][1] if len(offsets) == 1 else sa.case(
+        *[(store_id.in_(ids), zone) for ids, zone in offsets[:-1]], else_=offsets[-1][1])
+    return day_of_minutes(epoch_minutes(utc_time) + offset)
 
 
-def _bucket_query(
+def _day_query(
     table: sa.Table,
     time_col: sa.Column,
-    width: int,
+    stores: pl.DataFrame,
+    utc_bounds_: tuple[datetime, datetime],
     measures: Sequence[sa.ColumnElement],
     *filters: sa.ColumnElement,
 ) -> sa.Select:
-    bucket = epoch_bucket(time_col, width).label("epoch_minute")
+    lo, hi = utc_bounds_
+    day = local_day(table.c.dept_id, time_col, stores, lo, hi).label("local_day")
     return (
-        sa.select(table.c.dept_id.label("store_id"), bucket, *measures)
+        sa.select(table.c.dept_id.label("store_id"), day, *measures,
+                  sa.func.count().label("rows_total"))
         .where(
             table.c.dept_id.in_(sa.bindparam("store_ids", expanding=True)),
             time_col >= sa.bindparam("utc_lo"),
             time_col < sa.bindparam("utc_hi"),
             *filters,
         )
-        .group_by(table.c.dept_id, bucket)
+        .group_by(table.c.dept_id, day)
     )
 
 
-def _valid_and_excluded(valid: sa.ColumnElement) -> tuple[sa.ColumnElement, sa.ColumnElement]:
-    """Counts of the group's rows that pass and that break the validity rules."""
-    return (sa.func.sum(sa.case((valid, 1), else_=0)).label("valid_rows"),
-            sa.func.sum(sa.case((valid, 0), else_=1)).label("rows_excluded"))
+Window = tuple[pl.DataFrame, datetime, datetime]  # stores, naive UTC [lo, hi)
 
 
-def sales_query(width: int = 60) -> sa.Select:
-    """Step 2: completed orders with a plausible amount, and their revenue, per bucket.
-
-    Binds `max_order_amount`.
-    """
+def sales_query(window: Window) -> sa.Select:
+    """Step 2: completed orders with a plausible amount, and their revenue, per store and
+    local day. Binds `max_order_amount`."""
     o = t_order.c
-    amount = o.pay_amount
-    valid = sa.and_(amount.is_not(None), amount >= 0,
-                    amount <= sa.bindparam("max_order_amount"))
-    order_count, excluded = _valid_and_excluded(valid)
-    return _bucket_query(
-        t_order, o.create_time, width,
-        [sa.func.sum(sa.case((valid, amount))).label("revenue"),
-         order_count.label("order_count"), excluded],
+    valid = o.pay_amount.between(0, sa.bindparam("max_order_amount"))
+    return _day_query(
+        t_order, o.create_time, window[0], window[1:],
+        [sa.func.sum(sa.case((valid, o.pay_amount))).label("revenue"),
+         sa.func.count(sa.case((valid, 1))).label("order_count")],
         o.order_status == 1,
     )
 
 
-def production_query(width: int = 60) -> sa.Select:
-    """Step 3: finished production records of a plausible duration, per bucket.
-
-    Binds `max_production_seconds`.
-    """
+def production_query(window: Window) -> sa.Select:
+    """Step 3: finished production records of a plausible duration, per store and local
+    day. Binds `max_production_seconds`."""
     p = t_production_record.c
     seconds = seconds_between(p.start_time, p.finish_time)
-    valid = sa.and_(seconds >= 0, seconds <= sa.bindparam("max_production_seconds"))
-    production_count, excluded = _valid_and_excluded(valid)
-    return _bucket_query(
-        t_production_record, p.start_time, width,
-        [production_count.label("production_count"),
-         sa.func.sum(sa.case((valid, seconds))).label("production_seconds"), excluded],
+    valid = seconds.between(0, sa.bindparam("max_production_seconds"))
+    return _day_query(
+        t_production_record, p.start_time, window[0], window[1:],
+        [sa.func.count(sa.case((valid, 1))).label("production_count"),
+         sa.func.sum(sa.case((valid, seconds))).label("production_seconds")],
         p.finish_time.is_not(None),
     )
 
 
-def quality_query(width: int = 60) -> sa.Select:
-    """Step 5: inspections with a score within 0-100, and their summed score, per bucket."""
+def quality_query(window: Window) -> sa.Select:
+    """Step 5: inspections with a score within 0-100, and their summed score, per store
+    and local day."""
     q = t_inspection_record.c
     low, high = INSPECTION_SCORE_RANGE
-    valid = sa.and_(q.total_score.is_not(None), q.total_score.between(low, high))
-    inspection_count, excluded = _valid_and_excluded(valid)
-    return _bucket_query(
-        t_inspection_record, q.inspection_time, width,
-        [inspection_count.label("inspection_count"),
-         sa.func.sum(sa.case((valid, q.total_score))).label("score_sum"), excluded],
+    valid = q.total_score.between(low, high)
+    return _day_query(
+        t_inspection_record, q.inspection_time, window[0], window[1:],
+        [sa.func.count(sa.case((valid, 1))).label("inspection_count"),
+         sa.func.sum(sa.case((valid, q.total_score))).label("score_sum")],
     )
 
 
@@ -313,7 +333,7 @@ def staffing_query() -> sa.Select:
     e = t_employee_schedule.c
     valid = sa.and_(e.scheduled_hours.is_not(None),
                     e.scheduled_hours.between(0, MAX_SHIFT_HOURS))
-    excluded = _valid_and_excluded(valid)[1]
+    excluded = sa.func.sum(sa.case((valid, 0), else_=1)).label("rows_excluded")
     return (
         sa.select(
             e.dept_id.label("store_id"),
@@ -329,21 +349,6 @@ def staffing_query() -> sa.Select:
         )
         .group_by(e.dept_id, e.work_date)
     )
-
-
-def _local_days(buckets: pl.DataFrame, stores: pl.DataFrame, start: date,
-                end: date) -> pl.DataFrame:
-    """Attach each store's local business day to UTC buckets and keep start..end."""
-    with_tz = buckets.join(stores.select("store_id", "time_zone"), on="store_id", how="inner")
-    utc = pl.from_epoch(pl.col("epoch_minute") * 60, time_unit="s").dt.replace_time_zone("UTC")
-    # convert_time_zone takes one zone per expression, so convert per zone present.
-    parts = [
-        part.with_columns(metric_date=utc.dt.convert_time_zone(tz).dt.date())
-        for (tz,), part in with_tz.partition_by("time_zone", as_dict=True).items()
-    ]
-    if not parts:
-        return with_tz.with_columns(metric_date=pl.lit(None, dtype=pl.Date))
-    return pl.concat(parts).filter(pl.col("metric_date").is_between(start, end))
 
 
 def _active(stores: pl.DataFrame) -> pl.DataFrame:
@@ -365,9 +370,9 @@ def _empty(schema: dict) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def _daily_from_buckets(
+def _daily(
     engine: sa.Engine,
-    query: Callable[[int], sa.Select],
+    query: Callable[[Window], sa.Select],
     params: dict[str, object],
     stores: pl.DataFrame,
     start: date,
@@ -375,22 +380,24 @@ def _daily_from_buckets(
     measures: dict[str, type[pl.DataType]],
     derived: dict[str, pl.Expr],
     schema: dict[str, type[pl.DataType]],
+    valid_rows: str,
 ) -> pl.DataFrame:
-    """Run a bucketed aggregate, sum its `measures` per store and local day, then derive."""
+    """Run a per-store, per-local-day aggregate over start..end, then derive.
+
+    `valid_rows` names the measure that counts the rows passing the validity rules."""
     active = _active(stores)
     if active.is_empty():
         return _empty(schema)
-    types = {"store_id": pl.Int64, "epoch_minute": pl.Int64, **measures,
-             "rows_excluded": pl.Int64}
-    buckets = [
-        read_frame(engine, query(width), {**params, **bound}, schema_overrides=types)
-        .drop("valid_rows", strict=False)
-        for width, bound in bucket_groups(active, start, end)
-    ]
+    lo, hi = utc_bounds(active["time_zone"].unique().to_list(), start, end)
+    types = {"store_id": pl.Int64, "local_day": pl.Int64, **measures, "rows_total": pl.Int64}
+    bound = {**params, "store_ids": active["store_id"].to_list(), "utc_lo": lo, "utc_hi": hi}
     return (
-        _local_days(pl.concat(buckets), active, start, end)
-        .group_by("store_id", "metric_date")
-        .agg([pl.col(c).sum() for c in [*measures, "rows_excluded"]])
+        read_frame(engine, query((active, lo, hi)), bound, schema_overrides=types)
+        .with_columns(pl.col(list(measures)).fill_null(0),  # a day of invalid rows sums 0
+                      metric_date=pl.from_epoch("local_day", time_unit="d"),
+                      rows_excluded=pl.col("rows_total") - pl.col(valid_rows))
+        # The UTC bounds span every zone's days, so other zones' neighbour days come too.
+        .filter(pl.col("metric_date").is_between(start, end))
         .with_columns(**derived)
         .select(list(schema))
         .sort("store_id", "metric_date")
@@ -400,25 +407,25 @@ def _daily_from_buckets(
 def extract_sales(engine: sa.Engine, stores: pl.DataFrame, start: date, end: date,
                   limits: DataQualitySettings = _DEFAULT_LIMITS) -> pl.DataFrame:
     """Revenue (to the cent) and valid completed orders per active store and local day."""
-    return _daily_from_buckets(
+    return _daily(
         engine, sales_query, {"max_order_amount": limits.max_order_amount}, stores,
         start, end,
         measures={"revenue": pl.Float64, "order_count": pl.Int64},
         derived={"revenue": pl.col("revenue").round(2)},
-        schema=SALES_SCHEMA,
+        schema=SALES_SCHEMA, valid_rows="order_count",
     )
 
 
 def extract_production(engine: sa.Engine, stores: pl.DataFrame, start: date, end: date,
                        limits: DataQualitySettings = _DEFAULT_LIMITS) -> pl.DataFrame:
     """Valid finished production records and their mean seconds per store and local day."""
-    return _daily_from_buckets(
+    return _daily(
         engine, production_query, {"max_production_seconds": limits.max_production_seconds},
         stores, start, end,
         measures={"production_count": pl.Int64, "production_seconds": pl.Float64},
         derived={"avg_production_seconds": pl.when(pl.col("production_count") > 0)
                  .then(pl.col("production_seconds") / pl.col("production_count"))},
-        schema=PRODUCTION_SCHEMA,
+        schema=PRODUCTION_SCHEMA, valid_rows="production_count",
     )
 
 
@@ -440,10 +447,10 @@ def extract_staffing(engine: sa.Engine, stores: pl.DataFrame, start: date, end: 
 def extract_quality(engine: sa.Engine, stores: pl.DataFrame, start: date, end: date,
                     limits: DataQualitySettings = _DEFAULT_LIMITS) -> pl.DataFrame:
     """Valid inspections and their mean score per active store and local day."""
-    return _daily_from_buckets(
+    return _daily(
         engine, quality_query, {}, stores, start, end,
         measures={"inspection_count": pl.Int64, "score_sum": pl.Float64},
         derived={"inspection_score": pl.when(pl.col("inspection_count") > 0)
                  .then(pl.col("score_sum") / pl.col("inspection_count")).round(2)},
-        schema=QUALITY_SCHEMA,
+        schema=QUALITY_SCHEMA, valid_rows="inspection_count",
     )
