@@ -194,7 +194,7 @@ class AppConfig(BaseSettings, SpcSettings, DataQualitySettings):
     # Range writes of at least this many rows use LOAD DATA LOCAL INFILE (0: never).
     bulk_load_rows: int = Field(20000, ge=0)
     # Stores scored, rated and alerted together: bounds a run's memory at any chain size.
-    store_batch_size: int = Field(500, ge=1)
+    store_batch_size: int = Field(250, ge=1)
 
     databases: dict[str, DatabaseSettings] = Field(default_factory=dict, exclude=True)
     notify: NotifySettings = Field(default_factory=NotifySettings, exclude=True)

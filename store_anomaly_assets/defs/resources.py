@@ -125,7 +125,7 @@ class AnomalySettings(dg.ConfigurableResource, SpcSettings, DataQualitySettings)
 
     active_stores: list[int] = Field(default_factory=list, description="Allow-list; empty: all")
     log_retention_days: int = Field(default=90, description="LOG_RETENTION_DAYS")
-    store_batch_size: int = Field(default=500, description="STORE_BATCH_SIZE")
+    store_batch_size: int = Field(default=250, description="STORE_BATCH_SIZE")
 
     @classmethod
     def from_config(cls, config: AppConfig) -> AnomalySettings:
