@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from browser import chromium_path
 
 from store_anomaly_assets import report
 from store_anomaly_assets.cli import main
@@ -394,19 +395,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def chromium_binary() -> str:
-    for candidate in ("chromium", "chromium-browser", "/usr/bin/chromium"):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    pytest.fail("Chromium is not installed: `apt-get install -y chromium` (Debian package "
-                "chromium, /usr/bin/chromium); the report's browser test needs it")
-
-
 def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / f"chromium-profile-{len(list(tmp_path.iterdir()))}"
     result = subprocess.run(
-        [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        [chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
         capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=180,
     )
     assert result.returncode == 0, result.stderr[-2000:]

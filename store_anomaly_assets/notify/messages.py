@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from store_anomaly_assets.core.alerts import LABELS, format_z
 from store_anomaly_assets.core.contracts import (
@@ -25,6 +24,7 @@ from store_anomaly_assets.core.contracts import (
 )
 from store_anomaly_assets.notify.delivery import DeliveryPlan, Message, alert_token, is_email
 from store_anomaly_assets.notify.routing import Recipient, Routing
+from store_anomaly_assets.templating import environment
 from store_anomaly_assets.web.links import AckLinks, grafana_chart_url
 
 # apprise's notification types: they colour Slack/Teams cards.
@@ -203,12 +203,7 @@ def render_alert_message(
     return title, body, NOTIFY_TYPES.get(worst, "info")
 
 
-_EMAIL = Environment(
-    loader=PackageLoader("store_anomaly_assets.notify"),
-    autoescape=select_autoescape(("html", "html.j2")),
-    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-    finalize=lambda value: "" if value is None else value,
-)
+_EMAIL = environment("store_anomaly_assets.notify")
 
 
 def _email_card(number: int, group: Sequence[Mapping[str, Any]], name: str,

@@ -21,11 +21,10 @@ from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from store_anomaly_assets.core.alerts import RULE_WORDS, WEEKDAYS, format_value, format_z
-from store_anomaly_assets.core.contracts import SEVERITY_ORDER, SEVERITY_ZH
+from store_anomaly_assets.core.contracts import SEVERITY_ORDER
 from store_anomaly_assets.core.spc import METRICS
 from store_anomaly_assets.report.charts import (
     FONT,
@@ -38,16 +37,9 @@ from store_anomaly_assets.report.charts import (
     metric_label,
 )
 from store_anomaly_assets.report.data import CHART_DAYS, GRID_DAYS, ReportData, load_report_data
+from store_anomaly_assets.templating import environment
 
-_ENV = Environment(
-    loader=PackageLoader("store_anomaly_assets.report"),
-    autoescape=select_autoescape(("html", "html.j2")),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    finalize=lambda value: "" if value is None else value,  # a NULL column shows nothing
-)
-_ENV.globals["severity_zh"] = SEVERITY_ZH
+_ENV = environment("store_anomaly_assets.report")
 
 
 # ---------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 import polars as pl
 import sqlalchemy as sa
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -40,13 +39,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store_anomaly_assets.core.alerts import CHECKLIST, LABELS, format_value, format_z
-from store_anomaly_assets.core.contracts import SEVERITY_COLOURS, SEVERITY_ZH
 from store_anomaly_assets.db.analytics import acknowledgments as acks
 from store_anomaly_assets.db.analytics.incidents import acknowledge_incident, read_incident
 from store_anomaly_assets.db.analytics.schema import store_health_scores
 from store_anomaly_assets.report import NoReportData, build_report_html, load_report_data
 from store_anomaly_assets.report.charts import control_chart_svg
 from store_anomaly_assets.report.data import load_series
+from store_anomaly_assets.templating import environment
 from store_anomaly_assets.web.links import AckGrant, AckLinks, LinkRefused
 
 log = logging.getLogger("store_anomaly_assets.web")
@@ -62,16 +61,8 @@ HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
-_ENV = Environment(
-    loader=PackageLoader("store_anomaly_assets.web"),
-    autoescape=select_autoescape(("html", "html.j2")),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    finalize=lambda value: "" if value is None else value,
-)
-_ENV.globals.update(severity_zh=SEVERITY_ZH, severity_colours=SEVERITY_COLOURS,
-                    checklist=CHECKLIST)
+_ENV = environment("store_anomaly_assets.web")
+_ENV.globals["checklist"] = CHECKLIST
 
 
 def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
