@@ -13,7 +13,7 @@ range predicate per measure (a NULL fails it too): rows that break them are coun
 (`rows_excluded` = all rows - valid rows), never summed.
 
 The same SQLAlchemy Core statements run on MySQL/MariaDB and on the embedded SQLite
-demo; the two functions below that differ between dialects compile per dialect.
+demo; the SQL functions below that differ between dialects compile per dialect.
 """
 
 from __future__ import annotations
